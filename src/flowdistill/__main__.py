@@ -1,0 +1,3 @@
+from flowdistill.cli import main
+
+main()

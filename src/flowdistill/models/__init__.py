@@ -1,0 +1,20 @@
+"""Forecasters as plain ``nn.Module``s; importing this package registers every model."""
+
+from flowdistill.models import simple, student  # noqa: F401
+from flowdistill.models.base import (
+    ForecastOutput,
+    ModelContext,
+    available_models,
+    build_model,
+    count_parameters,
+    model_config,
+)
+
+__all__ = [
+    "ForecastOutput",
+    "ModelContext",
+    "available_models",
+    "build_model",
+    "count_parameters",
+    "model_config",
+]

@@ -1,0 +1,1 @@
+"""The FlowDistill student (VIB-MLP)."""

@@ -1,0 +1,140 @@
+"""Teacher-prediction files: forecasts for windows of a dataset, with the metadata that ties them to it.
+
+Any model can be a teacher (the LLM, a baseline trained on more data, the historical average); the
+student only ever reads this file. Rows are addressed by window id (first target slot), and the
+metadata (dataset, period, window lengths, regions) is checked against the dataset on load, so a file
+made for other data is refused instead of being silently misaligned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowdistill.data.dataset import atomic_savez
+from flowdistill.data.errors import DataError
+from flowdistill.data.windows import WindowAligned, Windows
+
+FORMAT = "flowdistill-teacher"
+# Facts that must agree between a teacher file and the dataset it is used with.
+CHECKED_KEYS = ("dataset", "start", "end", "interval_minutes", "num_regions", "input_len", "output_len")
+
+
+def dataset_fingerprint(windows: Windows) -> dict[str, Any]:
+    ds = windows.dataset
+    return {
+        "dataset": ds.name,
+        "start": ds.start.isoformat(),
+        "end": ds.end.isoformat(),
+        "interval_minutes": ds.interval_minutes,
+        "num_regions": ds.num_regions,
+        "input_len": windows.cfg.input_len,
+        "output_len": windows.cfg.output_len,
+    }
+
+
+@dataclass
+class TeacherPredictions:
+    """``preds[i]`` (H, N, C, original scale) is the teacher's forecast for window ``window_ids[i]``."""
+
+    window_ids: np.ndarray
+    preds: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls, windows: Windows, window_ids: np.ndarray, preds: np.ndarray, model: str, **info: Any
+    ) -> TeacherPredictions:
+        meta = dataset_fingerprint(windows)
+        meta.update(
+            {
+                "format": FORMAT,
+                "model": model,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "train_ratio": windows.cfg.train_ratio,
+                **info,
+            }
+        )
+        out = cls(np.asarray(window_ids, dtype=np.int64), np.asarray(preds, dtype=np.float32), meta)
+        out._check_shape("teacher predictions")
+        return out
+
+    @property
+    def model(self) -> str:
+        return str(self.meta.get("model", "unknown"))
+
+    def _check_shape(self, where: str) -> None:
+        p = self.preds
+        if p.ndim != 4:
+            raise DataError(where, f"predictions must be (windows, H, N, C), got {p.shape}")
+        if len(self.window_ids) != p.shape[0]:
+            raise DataError(where, f"{len(self.window_ids)} window ids for {p.shape[0]} rows")
+        if not np.isfinite(p).all():
+            raise DataError(where, "predictions contain NaN or infinity")
+        for key, axis in (("output_len", 1), ("num_regions", 2)):
+            if key in self.meta and int(self.meta[key]) != p.shape[axis]:
+                raise DataError(where, f"metadata says {key}={self.meta[key]}, array has {p.shape[axis]}")
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        atomic_savez(
+            path,
+            window_ids=self.window_ids,
+            preds=self.preds,
+            meta=np.array(json.dumps(self.meta)),
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TeacherPredictions:
+        path = Path(path)
+        if not path.exists():
+            raise DataError(path, "teacher file not found")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = {"window_ids", "preds", "meta"} - set(z.files)
+                if missing:
+                    raise DataError(path, f"not a teacher file: missing {sorted(missing)}")
+                out = cls(z["window_ids"].astype(np.int64), z["preds"], json.loads(str(z["meta"])))
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(path, f"cannot read teacher file: {exc}") from exc
+        if out.meta.get("format") != FORMAT:
+            raise DataError(path, "not a FlowDistill teacher file (format tag missing)")
+        out._check_shape(str(path))
+        return out
+
+    def check_matches(self, windows: Windows, where: str = "teacher file") -> None:
+        """Refuse a file made for another dataset, period, window length or region set."""
+        want = dataset_fingerprint(windows)
+        diffs = [
+            f"{k}: file has {self.meta.get(k)!r}, dataset has {want[k]!r}"
+            for k in CHECKED_KEYS
+            if str(self.meta.get(k)) != str(want[k])
+        ]
+        if diffs:
+            raise DataError(where, "made for other data — " + "; ".join(diffs))
+
+    def aligned(self, windows: Windows, splits: tuple[str, ...] = ("train",)) -> WindowAligned:
+        """The predictions as a per-window lookup, after checking they cover ``splits``."""
+        self.check_matches(windows)
+        lookup = WindowAligned(self.window_ids, self.preds, name=f"teacher[{self.model}]")
+        for split in splits:
+            ids = windows.ids(split)
+            if not lookup.covers(ids):
+                have = set(self.window_ids.tolist())
+                missing = [int(w) for w in ids if int(w) not in have]
+                raise DataError(
+                    "teacher file",
+                    f"no predictions for {len(missing)} {split} windows (first: {missing[:3]})",
+                )
+        return lookup
