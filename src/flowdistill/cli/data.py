@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flowdistill.cli.common import DataDirOpt, EndOpt, StartOpt, out, print_json
+from flowdistill.cli.common import DataDirOpt, EndOpt, StartOpt, console, out, print_json
+from flowdistill.data.dataset import FlowDataset
+from flowdistill.data.errors import DataError
 from flowdistill.data.sources import load_dataset
 
 app = typer.Typer(help="Inspect, build and download datasets.", no_args_is_help=True)
+build_app = typer.Typer(
+    help="Build a dataset file from trip records or a tensor.", no_args_is_help=True
+)
+app.add_typer(build_app, name="build")
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Dataset file to write (.npz).")]
+IntervalOpt = Annotated[int, typer.Option("--interval", help="Slot length in minutes.")]
+FilesArg = Annotated[
+    list[str],
+    typer.Argument(help="Record files (.parquet / .csv), glob patterns or folders."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
+
+
+def _show(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(summary)
+        return
+    for k, v in summary.items():
+        out.print(f"[bold]{k:>16}[/]  {v}")
+
+
+def _save(ds: FlowDataset, path: Path, as_json: bool) -> None:
+    written = ds.save(path)
+    summary = {**ds.summary(), "written": str(written)}
+    if "dropped" in ds.extra:
+        summary["rows"] = ds.extra.get("rows")
+        summary["dropped"] = ds.extra["dropped"]
+    _show(summary, as_json)
+    if not as_json:
+        console.print(f"[green]wrote[/] {written}")
 
 
 @app.command("info")
@@ -20,13 +54,143 @@ def info(
     data_dir: DataDirOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Slots, regions, channels, period and interval of a dataset."""
     ds = load_dataset(dataset, data_dir, start, end)
-    summary = ds.summary()
-    if as_json:
-        print_json(summary)
-        return
-    for k, v in summary.items():
-        out.print(f"[bold]{k:>16}[/]  {v}")
+    _show(ds.summary(), as_json)
+
+
+@build_app.command("nyc-tlc")
+def build_nyc_tlc(
+    files: FilesArg,
+    out_path: OutOpt,
+    zones: Annotated[
+        str,
+        typer.Option("--zones", help="'all' (263 TLC zones), a borough, or boroughs a,b."),
+    ] = "all",
+    interval: IntervalOpt = 30,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    internal_only: Annotated[
+        bool,
+        typer.Option(
+            "--internal-only", help="Count only trips with both ends in the chosen zones."
+        ),
+    ] = False,
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name.")] = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """NYC TLC yellow / green / FHV / FHVHV trip records → inflow/outflow per taxi zone."""
+    from flowdistill.data.trips import load_nyc_tlc
+
+    ds = load_nyc_tlc(
+        files,
+        zones=zones,
+        interval_minutes=interval,
+        start=start,
+        end=end,
+        data_dir=data_dir,
+        internal_only=internal_only,
+        name=name,
+    )
+    _save(ds, out_path, as_json)
+
+
+@build_app.command("chicago")
+def build_chicago(
+    files: FilesArg,
+    out_path: OutOpt,
+    interval: IntervalOpt = 30,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    graph: Annotated[
+        str,
+        typer.Option("--graph", help="'rn' (the paper's CHI_TAXI_rn_adj.npy) or 'polygons'."),
+    ] = "rn",
+    name: Annotated[str, typer.Option("--name", help="Dataset name.")] = "chicago-taxi",
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Chicago Taxi Trips records → inflow/outflow per community area (77)."""
+    from flowdistill.data.chicago import load_chicago_trips
+
+    ds = load_chicago_trips(
+        files,
+        interval_minutes=interval,
+        start=start,
+        end=end,
+        data_dir=data_dir,
+        graph=graph,
+        name=name,
+    )
+    _save(ds, out_path, as_json)
+
+
+def _parse_channels(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise DataError("--channels", f"expected two channel indices IN,OUT, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+@build_app.command("tensor")
+def build_tensor(
+    file: Annotated[Path, typer.Argument(help="A .npz or .npy flow tensor.")],
+    out_path: OutOpt,
+    layout: Annotated[str, typer.Option("--layout", help="TNC (slots first) or NTC.")],
+    start: Annotated[
+        str | None, typer.Option("--start", help="Start of the first slot (YYYY-MM-DD[ HH:MM]).")
+    ] = None,
+    interval: Annotated[
+        int | None, typer.Option("--interval", help="Slot length in minutes.")
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Array name inside the .npz.")] = None,
+    channels: Annotated[
+        str | None, typer.Option("--channels", help="Inflow,outflow channel indices, e.g. 0,1.")
+    ] = None,
+    adjacency: Annotated[
+        Path | None, typer.Option("--adjacency", help="N×N graph, .npy or .csv.")
+    ] = None,
+    timestamps: Annotated[
+        Path | None,
+        typer.Option("--timestamps", help="One timestamp per slot, .npy or .csv (first column)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A [T, N, C] or [N, T, C] tensor with its calendar → a dataset file."""
+    from flowdistill.data.tensors import load_tensor
+
+    ds = load_tensor(
+        file,
+        layout=layout,
+        start=start,
+        interval_minutes=interval,
+        key=key,
+        channels=_parse_channels(channels),
+        adjacency=adjacency,
+        timestamps=timestamps,
+        name=name,
+    )
+    _save(ds, out_path, as_json)
+
+
+@app.command("download")
+def download(
+    dataset: Annotated[
+        str, typer.Argument(help="nyc-taxi-manhattan, nyc-taxi-zones or chicago.")
+    ] = "nyc-taxi-manhattan",
+    data_dir: DataDirOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Fetch even files already present.")
+    ] = False,
+) -> None:
+    """Fetch a dataset from its public source into the data dir (needs internet)."""
+    from flowdistill.data.download import download as fetch
+
+    for row in fetch(dataset, data_dir, force=force):
+        out.print(f"{row['status']:>10}  {row['file']}")

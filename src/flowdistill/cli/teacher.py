@@ -1,7 +1,158 @@
-"""`flowdistill teacher ...` commands."""
+"""`flowdistill teacher ...`: fine-tune the LLM teacher, write teacher files, import others' files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="teacher commands.", no_args_is_help=True)
+from flowdistill.cli.common import (
+    DataDirOpt,
+    DatasetOpt,
+    EndOpt,
+    StartOpt,
+    console,
+    metrics_table,
+    out,
+)
+
+app = typer.Typer(help="LLM teacher: train, predict, import teacher files.", no_args_is_help=True)
+import_app = typer.Typer(help="Import teacher forecasts made elsewhere.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+TrainRatioOpt = Annotated[float, typer.Option("--train-ratio", help="Share of slots for training.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...")]
+
+
+def _windows(dataset: str, data_dir: Path | None, start, end, train_ratio: float):
+    from flowdistill.teacher.train import DataSpec
+
+    spec = DataSpec(dataset, str(data_dir) if data_dir else None, start, end, train_ratio)
+    return spec, spec.windows()
+
+
+def _report(tp, windows) -> None:
+    from flowdistill.teacher.train import file_metrics
+
+    rows = []
+    for split in ("val", "test"):
+        ids = windows.ids(split)
+        have = set(tp.window_ids.tolist())
+        if all(int(w) in have for w in ids):
+            rows.append((f"{tp.model} [{split}]", file_metrics(tp, windows, split)))
+    if rows:
+        out.print(metrics_table("teacher file", rows))
+
+
+@app.command("train")
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    dataset: DatasetOpt = "nyc-taxi-manhattan",
+    data_dir: DataDirOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    train_ratio: TrainRatioOpt = 0.1,
+    backbone: Annotated[
+        str, typer.Option("--backbone", help="'smollm2-135m', a HF folder/id, or a .gguf file.")
+    ] = "smollm2-135m",
+    layers: Annotated[int, typer.Option("--layers", help="Keep the first L blocks (0 = all).")] = 2,
+    layout: Annotated[str, typer.Option("--layout", help="city (one prompt per window) or region.")] = (
+        "city"
+    ),
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps in all.")] = 300,
+    val_every: Annotated[int, typer.Option("--val-every", help="Steps between validations.")] = 50,
+    val_batches: Annotated[int, typer.Option("--val-batches", help="Batches per validation.")] = 2,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per step.")] = 8,
+    grad_accumulation: Annotated[int, typer.Option("--grad-accumulation")] = 1,
+    lr: Annotated[float, typer.Option("--lr")] = 2e-3,
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: no LoRA).")] = 8,
+    device: DeviceOpt = "cpu",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 or bfloat16 (GPU).")] = "float32",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Fine-tune the teacher (LoRA + ST encoder + head) on the training windows."""
+    from flowdistill.teacher.model import TeacherConfig
+    from flowdistill.teacher.train import train_config, train_teacher
+
+    spec, windows = _windows(dataset, data_dir, start, end, train_ratio)
+    cfg = TeacherConfig(backbone=backbone, layers=layers, layout=layout, dtype=dtype, lora_r=lora_r)
+    tcfg = train_config(steps, val_every, batch_size, lr, val_batches, seed=seed, device=device,
+                        grad_accumulation=grad_accumulation)
+    console.print(
+        f"teacher: {backbone} ({layers or 'all'} layers, {layout} prompts), {steps} steps of "
+        f"{batch_size} windows on {len(windows.ids('train'))} training windows"
+    )
+    _, result = train_teacher(spec, cfg, tcfg, out_dir, windows)
+    out.print(
+        f"saved {out_dir} — best val MAE {result.best_val_mae:.3f} (epoch {result.best_epoch + 1}),"
+        f" {result.seconds:.0f} s training"
+    )
+
+
+@app.command("predict")
+def predict(
+    model_dir: Annotated[Path, typer.Option("--model", help="Folder from `teacher train`.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Teacher file (.npz) to write.")],
+    data_dir: DataDirOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward.")] = 64,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Windows per part file.")] = 1024,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Forecast every window of the dataset into a teacher file (resumable)."""
+    from flowdistill.teacher.train import load_teacher, predict_to_file
+
+    model, windows, meta = load_teacher(model_dir, str(data_dir) if data_dir else None)
+    tp = predict_to_file(
+        model, windows, out_file, batch_size=batch_size, chunk_size=chunk_size, device=device,
+        tag=str(model_dir.resolve()), info={"seed": meta.get("train", {}).get("seed", 0),
+                                            "model_dir": str(model_dir)},
+    )
+    out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")
+    _report(tp, windows)
+
+
+@import_app.command("urbangpt")
+def import_urbangpt_cmd(
+    files: Annotated[list[Path], typer.Argument(help="UrbanGPT result JSON files.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Teacher file to write.")],
+    dataset: DatasetOpt = "nyc-taxi-manhattan",
+    data_dir: DataDirOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    train_ratio: TrainRatioOpt = 0.1,
+    first_window: Annotated[
+        int | None, typer.Option("--first-window", help="Window id of sample 0 (default: first test window).")
+    ] = None,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Skip the truth comparison.")] = False,
+) -> None:
+    """UrbanGPT evaluation records -> teacher file."""
+    from flowdistill.teacher.importers import import_urbangpt
+
+    _, windows = _windows(dataset, data_dir, start, end, train_ratio)
+    tp = import_urbangpt(files, windows, first_window, check_truth=not no_check)
+    tp.save(out_file)
+    out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")
+    _report(tp, windows)
+
+
+@import_app.command("npz")
+def import_npz_cmd(
+    file: Annotated[Path, typer.Argument(help="Teacher series .npz of the reference code.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Teacher file to write.")],
+    layout: Annotated[str, typer.Option("--layout", help="NTC or TNC.")] = "NTC",
+    key: Annotated[str | None, typer.Option("--key", help="Array name (default: data).")] = None,
+    dataset: DatasetOpt = "nyc-taxi-manhattan",
+    data_dir: DataDirOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    train_ratio: TrainRatioOpt = 0.1,
+) -> None:
+    """A whole-period [N, T, C] teacher series -> teacher file for every window."""
+    from flowdistill.teacher.importers import import_npz
+
+    _, windows = _windows(dataset, data_dir, start, end, train_ratio)
+    tp = import_npz(file, windows, layout, key)
+    tp.save(out_file)
+    out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")
+    _report(tp, windows)

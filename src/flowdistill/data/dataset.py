@@ -79,7 +79,7 @@ class FlowDataset:
 
     def day_of_week(self) -> np.ndarray:
         """Monday = 0 … Sunday = 6, per slot."""
-        return self.timestamps.dayofweek.to_numpy().astype(np.int64)
+        return self.timestamps.day_of_week.to_numpy().astype(np.int64)
 
     def validate(self, origin: str | None = None) -> None:
         """Refuse data that would silently poison training: wrong shape, NaN, negative counts."""

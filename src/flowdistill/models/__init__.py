@@ -1,6 +1,16 @@
 """Forecasters as plain ``nn.Module``s; importing this package registers every model."""
 
-from flowdistill.models import simple, student  # noqa: F401
+from flowdistill.models import (  # noqa: F401
+    astgcn,
+    bigst,
+    easyst,
+    simple,
+    stid,
+    stmlp,
+    stsgcn,
+    student,
+    stwa,
+)
 from flowdistill.models.base import (
     ForecastOutput,
     ModelContext,

@@ -1,0 +1,197 @@
+"""One training run, end to end: data → windows → model → engine → metrics.json.
+
+`flowdistill train`, `flowdistill distill` and every experiment go through :func:`run`, so all models
+are trained by the same engine, on the same windows, and scored by the same masked metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowdistill.data.dataset import FlowDataset
+from flowdistill.data.errors import DataError
+from flowdistill.data.graph import nearest_regions
+from flowdistill.data.sources import load_dataset
+from flowdistill.data.windows import WindowConfig, Windows
+from flowdistill.engine.trainer import Trainer, TrainConfig, write_json
+from flowdistill.losses.distill import DistillConfig, DistillObjective
+from flowdistill.metrics import evaluate as evaluate_metrics
+from flowdistill.models.base import ModelContext, build_model, count_parameters, model_config
+from flowdistill.teacher.file import TeacherPredictions
+
+# Knowledge-distillation baselines: their module provides TEACHER_MODEL and make_objective().
+KD_BASELINES = {"easyst": "flowdistill.models.easyst", "stmlp": "flowdistill.models.stmlp"}
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run; written into metrics.json beside the numbers."""
+
+    model: str = "flowdistill"
+    dataset: str = "nyc-taxi-manhattan"
+    data_dir: str | None = None
+    start: str | None = None
+    end: str | None = None
+    train_ratio: float = 0.1
+    seed: int = 0
+    teacher: str | None = None  # teacher file (FlowDistill student and KD baselines)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    save_teacher: str | None = None  # also write this model's predictions as a teacher file
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.model != "flowdistill":
+            d.pop("distill")
+        return d
+
+
+_DATA_CACHE: dict[tuple, FlowDataset] = {}
+
+
+def cached_dataset(spec: RunSpec) -> FlowDataset:
+    key = (spec.dataset, spec.data_dir, spec.start, spec.end)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = load_dataset(spec.dataset, spec.data_dir, spec.start, spec.end)
+    return _DATA_CACHE[key]
+
+
+def git_revision() -> str:
+    try:
+        root = Path(__file__).resolve().parents[3]
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout.strip()
+        return rev or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def provenance() -> dict[str, Any]:
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''} "
+        f"{torch.get_num_threads()} threads".strip(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "git": git_revision(),
+    }
+
+
+def neighbours_for(ds: FlowDataset, k: int) -> np.ndarray:
+    volume = ds.flows.sum(axis=(0, 2))
+    return nearest_regions(ds.adjacency, k, ds.centroids, volume)
+
+
+def _teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold) -> dict[str, Any]:
+    ids = windows.ids("test")
+    if not np.isin(ids, teacher.window_ids).all():
+        return {}
+    lookup = teacher.aligned(windows, splits=())
+    m = evaluate_metrics(lookup.get(ids), windows.targets(ids), threshold)
+    return {"mae": m["mae"], "rmse": m["rmse"]}
+
+
+def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train ``spec.model`` and score it on the test windows; write metrics.json if ``out_dir``."""
+    ds = cached_dataset(spec)
+    windows = Windows(ds, WindowConfig(train_ratio=spec.train_ratio))
+    ctx = ModelContext.from_windows(windows)
+    train_cfg = TrainConfig(**{**spec.train.to_dict(), "seed": spec.seed})
+    trainer = Trainer(train_cfg)
+    torch.manual_seed(spec.seed)
+    out = Path(out_dir) if out_dir is not None else None
+
+    options = dict(spec.model_options)
+    objective = None
+    extras = None
+    teacher_info: dict[str, Any] | None = None
+    if spec.model == "flowdistill":
+        options.setdefault("use_ib", spec.distill.use_ib)
+        if spec.teacher is None:
+            raise DataError(
+                "flowdistill",
+                "the student needs --teacher FILE (make one with `flowdistill teacher predict`, or "
+                "from any model with `flowdistill train --model stid --save-teacher FILE`)",
+            )
+        teacher = TeacherPredictions.load(spec.teacher)
+        extras = {"teacher": teacher.aligned(windows, splits=("train",))}
+        objective = DistillObjective(spec.distill, neighbours_for(ds, spec.distill.k_r))
+        teacher_info = {"file": str(spec.teacher), "model": teacher.model, **{
+            k: teacher.meta.get(k) for k in ("train_ratio", "backbone", "layers", "prompt_layout")
+            if k in teacher.meta
+        }}
+        teacher_info["test"] = _teacher_scores(teacher, windows, train_cfg.mask_threshold)
+    elif spec.model in KD_BASELINES:
+        module = importlib.import_module(KD_BASELINES[spec.model])
+        teacher_path = spec.teacher
+        if teacher_path is None:
+            sub = RunSpec(
+                model=module.TEACHER_MODEL, dataset=spec.dataset, data_dir=spec.data_dir,
+                start=spec.start, end=spec.end, train_ratio=spec.train_ratio, seed=spec.seed,
+                train=spec.train,
+                save_teacher=str((out or Path(".")) / "gnn-teacher" / "teacher.npz"),
+            )
+            run(sub, (out / "gnn-teacher") if out is not None else None)
+            teacher_path = sub.save_teacher
+        teacher = TeacherPredictions.load(teacher_path)
+        extras = {"teacher": teacher.aligned(windows, splits=("train",))}
+        objective = module.make_objective(train_cfg.mask_threshold)
+        teacher_info = {"file": str(teacher_path), "model": teacher.model}
+        teacher_info["test"] = _teacher_scores(teacher, windows, train_cfg.mask_threshold)
+
+    model = build_model(spec.model, ctx, options)
+    fit = trainer.fit(model, windows, objective, out, extras)
+    val = trainer.evaluate(model, windows, "val")
+    test = trainer.evaluate(model, windows, "test")
+    result: dict[str, Any] = {
+        "model": spec.model,
+        "teacher": teacher_info,
+        "dataset": {k: v for k, v in ds.summary().items() if k != "source"},
+        "windows": windows.describe()["windows"],
+        "params": count_parameters(model),
+        "fit": {
+            "best_epoch": fit.best_epoch,
+            "epochs_run": fit.epochs_run,
+            "stopped_early": fit.stopped_early,
+            "seconds": round(fit.seconds, 3),
+            "seconds_per_epoch": round(fit.seconds_per_epoch, 3),
+            "history": fit.history,
+        },
+        "val": _brief(val),
+        "test": test,
+        "config": {
+            "run": spec.to_dict(),
+            "model": model_config(spec.model, options),
+        },
+        **provenance(),
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), out / "model.pt")
+        write_json(out / "metrics.json", result)
+    if spec.save_teacher:
+        ids = windows.all_ids
+        preds = trainer.predict(model, windows, ids)
+        TeacherPredictions.create(
+            windows, ids, preds, model=spec.model, seed=spec.seed,
+            trained_on=f"train split, ratio {spec.train_ratio}",
+        ).save(spec.save_teacher)
+        result["saved_teacher"] = spec.save_teacher
+    return result
+
+
+def _brief(m: dict[str, Any]) -> dict[str, float]:
+    return {"mae": m["mae"], "rmse": m["rmse"], "mape": m["mape"]}

@@ -1,0 +1,263 @@
+"""Fine-tune the LLM teacher with the project's engine, save/load it, and write the teacher file.
+
+Training uses ``engine.Trainer.fit`` on the training windows only (validation picks the best weights,
+test is never seen). A model folder holds ``teacher.json`` (everything needed to rebuild the model and
+its data) and ``teacher.pt`` (only the trained tensors: LoRA, encoder, ST embeddings, head).
+Inference writes one part file per chunk of windows next to the output, so a killed run resumes where
+it stopped; the parts are merged into the teacher file, which is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from flowdistill.data.dataset import atomic_savez
+from flowdistill.data.errors import DataError
+from flowdistill.data.sources import load_dataset
+from flowdistill.data.windows import WindowConfig, Windows
+from flowdistill.engine.trainer import FitResult, TrainConfig, Trainer, write_json
+from flowdistill.metrics import evaluate as evaluate_metrics
+from flowdistill.teacher.file import TeacherPredictions, dataset_fingerprint
+from flowdistill.teacher.model import STLLMTeacher, TeacherConfig, build_teacher
+from flowdistill.teacher.prompts import PromptFacts
+
+MODEL_FORMAT = "flowdistill-llm-teacher"
+CONFIG_NAME, WEIGHTS_NAME = "teacher.json", "teacher.pt"
+
+
+@dataclass
+class DataSpec:
+    """Where the teacher's data comes from (saved so `predict` rebuilds the same windows)."""
+
+    dataset: str = "nyc-taxi-manhattan"
+    data_dir: str | None = None
+    start: str | None = None
+    end: str | None = None
+    train_ratio: float = 0.1
+    input_len: int = 12
+    output_len: int = 12
+
+    def windows(self) -> Windows:
+        ds = load_dataset(self.dataset, self.data_dir, self.start, self.end)
+        cfg = WindowConfig(self.input_len, self.output_len, train_ratio=self.train_ratio)
+        return Windows(ds, cfg)
+
+
+def teacher_for(
+    windows: Windows, cfg: TeacherConfig, seed: int = 0, **backbone: Any
+) -> STLLMTeacher:
+    """A fresh teacher for these windows (``backbone`` may pass a ready decoder/tokenizer)."""
+    ds = windows.dataset
+    facts = PromptFacts.from_dataset(ds, windows.cfg.input_len, windows.cfg.output_len)
+    torch.manual_seed(seed)
+    return build_teacher(facts, cfg, ds.num_channels, ds.slots_per_day, **backbone)
+
+
+def train_config(
+    steps: int,
+    val_every: int = 50,
+    batch_size: int = 8,
+    lr: float = 2e-3,
+    val_batches: int = 2,
+    eval_batch_size: int = 32,
+    seed: int = 0,
+    device: str = "cpu",
+    grad_accumulation: int = 1,
+    progress: bool = True,
+) -> TrainConfig:
+    """Engine settings for ``steps`` optimiser steps, validated every ``val_every`` steps."""
+    if steps <= 0:
+        raise ValueError(f"--steps must be positive, got {steps}")
+    per_epoch = max(1, min(val_every, steps))
+    epochs = math.ceil(steps / per_epoch)
+    return TrainConfig(
+        lr=lr,
+        lr_decay=1.0,
+        lr_decay_every=max(epochs, 1),
+        weight_decay=0.0,
+        optimizer="adamw",
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        max_epochs=epochs,
+        patience=epochs,
+        grad_clip=5.0,
+        seed=seed,
+        device=device,
+        limit_train_batches=per_epoch * grad_accumulation,
+        limit_val_batches=val_batches,
+        grad_accumulation=grad_accumulation,
+        progress=progress,
+    )
+
+
+def train_teacher(
+    data: DataSpec,
+    cfg: TeacherConfig,
+    tcfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    windows: Windows | None = None,
+    **backbone: Any,
+) -> tuple[STLLMTeacher, FitResult]:
+    """Fine-tune on the training split and save the model folder; resumes a killed run."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    windows = windows or data.windows()
+    t0 = time.perf_counter()
+    model = teacher_for(windows, cfg, tcfg.seed, **backbone)
+    load_s = time.perf_counter() - t0
+    result = Trainer(tcfg).fit(model, windows, out_dir=out / "engine")
+    save_teacher(model, data, windows, tcfg, out, result, load_s)
+    return model, result
+
+
+def save_teacher(
+    model: STLLMTeacher,
+    data: DataSpec,
+    windows: Windows,
+    tcfg: TrainConfig,
+    out: Path,
+    result: FitResult | None = None,
+    load_seconds: float = 0.0,
+) -> None:
+    state = model.trainable_state()
+    tmp = out / f".{WEIGHTS_NAME}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / WEIGHTS_NAME)
+    meta = {
+        "format": MODEL_FORMAT,
+        "teacher": model.cfg.to_dict(),
+        "data": data.__dict__,
+        "fingerprint": dataset_fingerprint(windows),
+        "train": tcfg.to_dict(),
+        "trainable_parameters": int(sum(v.numel() for v in state.values())),
+        "load_seconds": load_seconds,
+    }
+    if result is not None:
+        meta["fit"] = {
+            "best_epoch": result.best_epoch,
+            "best_val_mae": result.best_val_mae,
+            "epochs_run": result.epochs_run,
+            "seconds": result.seconds,
+            "history": result.history,
+        }
+    write_json(out / CONFIG_NAME, meta)
+
+
+def load_teacher(
+    model_dir: str | os.PathLike[str], data_dir: str | None = None, **backbone: Any
+) -> tuple[STLLMTeacher, Windows, dict[str, Any]]:
+    """Rebuild a saved teacher and its windows (``data_dir`` overrides the saved one)."""
+    d = Path(model_dir)
+    if not (d / CONFIG_NAME).exists() or not (d / WEIGHTS_NAME).exists():
+        raise DataError(d, f"not a teacher model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    meta = json.loads((d / CONFIG_NAME).read_text())
+    if meta.get("format") != MODEL_FORMAT:
+        raise DataError(d / CONFIG_NAME, "not a FlowDistill LLM-teacher config")
+    spec = DataSpec(**meta["data"])
+    if data_dir is not None:
+        spec.data_dir = str(data_dir)
+    windows = spec.windows()
+    want, have = meta.get("fingerprint", {}), dataset_fingerprint(windows)
+    if {k: str(v) for k, v in want.items()} != {k: str(v) for k, v in have.items()}:
+        raise DataError(d, f"trained on other data: {want} vs {have}")
+    cfg = TeacherConfig.from_dict(meta["teacher"])
+    model = teacher_for(windows, cfg, int(meta.get("train", {}).get("seed", 0)), **backbone)
+    state = torch.load(d / WEIGHTS_NAME, map_location="cpu", weights_only=True)
+    model.load_trainable_state(state)
+    return model, windows, meta
+
+
+def _signature(ids: np.ndarray, chunk: int, tag: str) -> str:
+    h = hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes())
+    h.update(f"{chunk}|{tag}".encode())
+    return h.hexdigest()[:16]
+
+
+def predict_to_file(
+    model: STLLMTeacher,
+    windows: Windows,
+    out_path: str | os.PathLike[str],
+    ids: np.ndarray | None = None,
+    batch_size: int = 64,
+    chunk_size: int = 1024,
+    device: str = "cpu",
+    progress: bool = True,
+    tag: str = "",
+    info: dict[str, Any] | None = None,
+) -> TeacherPredictions:
+    """Forecast every window (default ``windows.all_ids``) into a teacher file, resumably.
+
+    Chunk ``k`` is saved as ``<out>.parts/part-<k>.npz`` as soon as it is done; a rerun skips the
+    chunks already there (only if they were made for the same ids, chunking and ``tag``).
+    """
+    out_path = Path(out_path)
+    if out_path.suffix != ".npz":
+        out_path = out_path.with_suffix(".npz")
+    ids = windows.all_ids if ids is None else np.asarray(ids, dtype=np.int64)
+    parts = out_path.with_name(out_path.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    sig = _signature(ids, chunk_size, tag)
+    sig_file = parts / "signature.txt"
+    if sig_file.exists() and sig_file.read_text().strip() != sig:
+        raise DataError(parts, "holds parts of another prediction run; delete it to start over")
+    sig_file.write_text(sig + "\n")
+    trainer = Trainer(TrainConfig(eval_batch_size=batch_size, device=device, progress=False))
+    chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+    done = sum(len(c) for k, c in enumerate(chunks) if (parts / f"part-{k:05d}.npz").exists())
+    bar = tqdm(total=len(ids), initial=done, desc="teacher predict", unit="sample",
+               disable=not progress, smoothing=0.1)
+    t0 = time.perf_counter()
+    for k, chunk in enumerate(chunks):
+        part = parts / f"part-{k:05d}.npz"
+        if part.exists():
+            continue
+        preds = []
+        for i in range(0, len(chunk), batch_size):
+            sub = chunk[i : i + batch_size]
+            preds.append(trainer.predict(model, windows, sub))
+            bar.update(len(sub))
+        atomic_savez(part, window_ids=chunk, preds=np.concatenate(preds, axis=0))
+    bar.close()
+    seconds = time.perf_counter() - t0
+    got_ids, got = [], []
+    for k in range(len(chunks)):
+        with np.load(parts / f"part-{k:05d}.npz") as z:
+            got_ids.append(z["window_ids"])
+            got.append(z["preds"])
+    all_ids = np.concatenate(got_ids)
+    if not np.array_equal(all_ids, ids):
+        raise DataError(parts, "part files do not add up to the requested windows")
+    cfg = model.cfg
+    meta = {
+        "backbone": cfg.backbone,
+        "layers": cfg.layers,
+        "prompt_layout": cfg.layout,
+        "predict_seconds_this_run": seconds,
+        **(info or {}),
+    }
+    tp = TeacherPredictions.create(
+        windows, all_ids, np.concatenate(got, axis=0), model="llm-teacher", **meta
+    )
+    tp.save(out_path)
+    shutil.rmtree(parts, ignore_errors=True)
+    return tp
+
+
+def file_metrics(tp: TeacherPredictions, windows: Windows, split: str = "test") -> dict[str, Any]:
+    """MAE/RMSE/MAPE of a teacher file on one split (original scale, targets > 0)."""
+    tp.check_matches(windows)
+    ids = windows.ids(split)
+    pred = tp.aligned(windows, splits=(split,)).get(ids)
+    return evaluate_metrics(pred, windows.targets(ids), 0.0, tuple(windows.dataset.channels))
