@@ -257,16 +257,6 @@ def test_unknown_borough(tmp_path, shared_data):
         load_nyc_tlc([rec], zones="atlantis", data_dir=shared_data)
 
 
-def test_stray_dates_need_an_explicit_period(tmp_path, shared_data):
-    rec = yellow_csv(
-        tmp_path / "y.csv",
-        ["1,2019-01-01 00:00:00,2019-01-01 00:10:00,4,4",
-         "1,2088-01-01 00:00:00,2088-01-01 00:10:00,4,4"],
-    )
-    with pytest.raises(DataError, match="--start and --end"):
-        load_nyc_tlc([rec], data_dir=shared_data)
-
-
 # ------------------------------------------------------------------------------ truncated parquet
 def _truncated_parquet(tmp_path: Path) -> Path:
     full = tmp_path / "full.parquet"

@@ -118,7 +118,7 @@ def test_interval_and_period(yellow, shared_data):
         zones="manhattan",
         interval_minutes=60,
         start="2019-01-01 00:00",
-        end="2019-01-01 02:00",
+        end="2019-01-01 01:00",  # the start of the last slot, as in select_period
         data_dir=shared_data,
     )
     assert ds.num_slots == 2 and ds.interval_minutes == 60
@@ -130,6 +130,20 @@ def test_period_inferred_from_pickups(yellow, shared_data):
     ds = load_nyc_tlc([yellow], zones="manhattan", data_dir=shared_data)
     assert ds.start == pd.Timestamp("2018-12-31")
     assert ds.num_slots == 96  # two whole days
+
+
+def test_stray_dates_do_not_stretch_the_inferred_period(tmp_path, shared_data):
+    rows = [f"1,2019-01-01 {h:02d}:10:00,2019-01-01 {h:02d}:20:00,4,12" for h in range(24)] * 5
+    rows += ["1,2088-01-01 00:00:00,2088-01-01 00:10:00,4,12"]
+    rec = tmp_path / "yellow.csv"
+    rec.write_text(
+        "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,PULocationID,DOLocationID\n"
+        + "".join(r + "\n" for r in rows)
+    )
+    ds = load_nyc_tlc([rec], zones="manhattan", data_dir=shared_data)
+    assert ds.start == pd.Timestamp("2019-01-01") and ds.num_slots == 48
+    assert ds.flows[..., OUT].sum() == 120
+    assert ds.extra["dropped"]["outflow"]["outside_period"] == 1
 
 
 # ------------------------------------------------------------------------------ other TLC kinds
@@ -249,7 +263,7 @@ def test_engine_without_any_city(tmp_path):
     )
     agg = aggregate_trips(
         [path], columns=NYC_COLUMNS, regions=[2, 1], known=[3], interval_minutes=15,
-        start="2020-03-01 00:00", end="2020-03-01 00:45",
+        start="2020-03-01 00:00", end="2020-03-01 00:30",
     )
     assert agg.flows.shape == (3, 2, 2)
     # region order follows `regions`: column 0 is zone 2

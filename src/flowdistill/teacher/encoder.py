@@ -13,7 +13,12 @@ from torch import nn
 
 
 class DilatedInception(nn.Module):
-    """Parallel causal 1-D convolutions of widths ``kernels`` over time, concatenated."""
+    """Parallel causal temporal convolutions of widths ``kernels`` (dilated), concatenated.
+
+    Written as a sum of per-tap matrix products with a mask that gives branch ``k`` only its first
+    ``k`` taps, instead of one small Conv2d per width: the same function, much faster on CPU for
+    these tiny channel counts.
+    """
 
     def __init__(
         self, cin: int, cout: int, kernels: tuple[int, ...] = (2, 3, 6, 7), dilation: int = 1
@@ -21,18 +26,30 @@ class DilatedInception(nn.Module):
         super().__init__()
         if cout % len(kernels):
             raise ValueError(f"channels {cout} not divisible by {len(kernels)} kernels")
-        self.kernels = kernels
-        self.dilation = dilation
-        self.convs = nn.ModuleList(
-            nn.Conv2d(cin, cout // len(kernels), (1, k), dilation=(1, dilation)) for k in kernels
-        )
+        self.kernels, self.dilation, self.kmax = tuple(kernels), dilation, max(kernels)
+        per = cout // len(kernels)
+        self.weight = nn.Parameter(torch.empty(self.kmax, cout, cin))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        mask = torch.zeros(self.kmax, cout, 1)
+        for b, k in enumerate(self.kernels):  # branch b sees taps 0..k-1 (0 = the current step)
+            mask[:k, b * per : (b + 1) * per] = 1.0
+        self.register_buffer("mask", mask, persistent=False)
+        for b, k in enumerate(self.kernels):
+            bound = 1.0 / (cin * k) ** 0.5
+            nn.init.uniform_(self.weight[:, b * per : (b + 1) * per], -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, N, L) -> (B, cout, N, L); left padding keeps every step causal."""
-        outs = []
-        for k, conv in zip(self.kernels, self.convs, strict=True):
-            outs.append(conv(F.pad(x, ((k - 1) * self.dilation, 0))))
-        return torch.cat(outs, dim=1)
+        """x (..., L, cin) -> (..., L, cout), causal in time: sum over taps of shifted products."""
+        length = x.shape[-2]
+        pad = (self.kmax - 1) * self.dilation
+        xp = F.pad(x, (0, 0, pad, 0))
+        w = self.weight * self.mask  # (kmax, cout, cin); tap j looks j*dilation steps back
+        out = None
+        for j in range(self.kmax):
+            lo = pad - j * self.dilation
+            term = F.linear(xp[..., lo : lo + length, :], w[j])
+            out = term if out is None else out + term
+        return out + self.bias
 
 
 class STEncoder(nn.Module):
@@ -49,7 +66,7 @@ class STEncoder(nn.Module):
         slots_per_day: int = 0,
     ) -> None:
         super().__init__()
-        self.inp = nn.Conv2d(num_channels, hidden, 1)
+        self.inp = nn.Linear(num_channels, hidden)
         self.filters = nn.ModuleList(
             DilatedInception(hidden, hidden, dilation=2**i) for i in range(layers)
         )
@@ -70,14 +87,12 @@ class STEncoder(nn.Module):
     def forward(
         self, x: torch.Tensor, tod: torch.Tensor | None = None, dow: torch.Tensor | None = None
     ) -> torch.Tensor:
-        h = self.inp(x.permute(0, 3, 2, 1))  # (B, hidden, N, L)
+        h = self.inp(x.permute(0, 2, 1, 3))  # (B, N, L, hidden)
         for filt, gate, norm in zip(self.filters, self.gates, self.norms, strict=True):
-            z = torch.tanh(filt(h)) * torch.sigmoid(gate(h))
-            h = norm((h + z).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        b, c, n, length = h.shape
-        out = self.out(h.permute(0, 2, 1, 3).reshape(b, n, c * length))  # (B, N, d)
+            h = norm(h + torch.tanh(filt(h)) * torch.sigmoid(gate(h)))
+        out = self.out(h.flatten(-2))  # (B, N, d)
         if self.region is not None:
-            out = out + self.region.weight[:n]
+            out = out + self.region.weight[: out.shape[1]]
         if self.tod is not None and tod is not None and dow is not None:
             out = out + (self.tod(tod[:, -1].long()) + self.dow(dow[:, -1].long()))[:, None, :]
         return out

@@ -41,7 +41,7 @@ class TeacherConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    encoder_hidden: int = 32
+    encoder_hidden: int = 16
     encoder_layers: int = 2
     head_hidden: int = 128
     region_embedding: bool = True

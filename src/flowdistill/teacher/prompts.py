@@ -110,11 +110,10 @@ def city_prompt(facts: PromptFacts, window: int) -> str:
     history and of the target is written out (the step count and interval give the rest).
     """
     L, H, k, n = facts.input_len, facts.output_len, facts.flow_kind, facts.num_regions
-    iv = facts.interval_minutes
     return (
-        f"Historical {k} inflow and outflow of {n} regions of {facts.city} over {L} steps at "
-        f"{iv}-minute intervals from {fmt_time(slot_time(facts, window - L))}: "
-        f"{ST_START}{ST_HIS * n}{ST_END}. Predict the next {H} steps from "
+        f"{k.capitalize()} inflow and outflow of {n} regions of {facts.city}, {L} steps at "
+        f"{facts.interval_minutes}-minute intervals from {fmt_time(slot_time(facts, window - L))}: "
+        f"{ST_START}{ST_HIS * n}{ST_END} Predict the next {H} steps from "
         f"{fmt_time(slot_time(facts, window))}: {ST_START}{ST_PRE * n}{ST_END}"
     )
 

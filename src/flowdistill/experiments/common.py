@@ -1,0 +1,377 @@
+"""What every `flowdistill bench` experiment shares: presets, the run cache, teachers and outputs.
+
+Each run lives in ``OUT/runs/<variant>/r<ratio>/s<seed>/`` (metrics.json, model.pt, checkpoints). A
+run whose metrics.json exists is reused, so an interrupted suite resumes where it stopped and
+experiments that share a folder share their runs (e.g. ``horizons`` at 10 % reuses ``ratios``).
+A finished run made with other settings is refused rather than silently mixed in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowdistill.data.dataset import atomic_write_text
+from flowdistill.data.errors import DataError
+from flowdistill.engine.trainer import TrainConfig
+from flowdistill.experiments.runs import RunSpec, provenance, run
+from flowdistill.losses.distill import DistillConfig
+
+ALL_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+BASELINES = ("stid", "stwa", "bigst", "stsgcn", "astgcn", "stmlp", "easyst")
+DEFAULT_MODELS = ("flowdistill", *BASELINES, "ha", "last-value")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Seeds, ratios and training length of a suite."""
+
+    name: str
+    seeds: tuple[int, ...]
+    ratios: tuple[float, ...]
+    epochs: int
+    patience: int
+
+
+FULL = Preset("full", (0, 1, 2), ALL_RATIOS, 100, 15)
+QUICK = Preset("quick", (0,), (0.1, 0.4, 0.7), 12, 4)
+
+
+@dataclass
+class BenchConfig:
+    """Options common to every experiment (the CLI fills it; tests build it directly)."""
+
+    out: Path
+    dataset: str = "nyc-taxi-manhattan"
+    data_dir: str | None = None
+    start: str | None = None
+    end: str | None = None
+    models: tuple[str, ...] = DEFAULT_MODELS
+    seeds: tuple[int, ...] = FULL.seeds
+    ratios: tuple[float, ...] = FULL.ratios
+    epochs: int = FULL.epochs
+    patience: int = FULL.patience
+    device: str = "cpu"
+    teacher: str | None = None
+    teacher_model: str | None = None
+    quick: bool = False
+    progress: bool = True
+
+    @classmethod
+    def make(
+        cls,
+        out: str | os.PathLike[str],
+        quick: bool = False,
+        seeds: Sequence[int] | None = None,
+        ratios: Sequence[float] | None = None,
+        epochs: int | None = None,
+        patience: int | None = None,
+        models: Sequence[str] | None = None,
+        **kw: Any,
+    ) -> BenchConfig:
+        """Preset values, overridden by whatever was given explicitly."""
+        p = QUICK if quick else FULL
+        cfg = cls(
+            out=Path(out),
+            seeds=tuple(seeds) if seeds else p.seeds,
+            ratios=tuple(ratios) if ratios else p.ratios,
+            epochs=epochs if epochs is not None else p.epochs,
+            patience=patience if patience is not None else p.patience,
+            models=tuple(models) if models else DEFAULT_MODELS,
+            quick=quick,
+            **kw,
+        )
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        from flowdistill.models.base import available_models
+
+        known = available_models()
+        bad = [m for m in self.models if m not in known]
+        if bad:
+            raise DataError("--models", f"unknown model(s) {bad}; choose from {sorted(known)}")
+        if not self.seeds:
+            raise DataError("--seeds", "give at least one seed")
+        for r in self.ratios:
+            if not 0.0 < r < 1.0:
+                raise DataError("--ratios", f"training ratio must be in (0, 1), got {r}")
+        if self.epochs < 1 or self.patience < 1:
+            raise DataError("--epochs/--patience", "must be at least 1")
+        if self.teacher is not None and not Path(self.teacher).exists():
+            raise DataError(self.teacher, "teacher file not found")
+        if self.teacher_model is not None:
+            if self.teacher_model not in known or self.teacher_model == "flowdistill":
+                raise DataError("--teacher-model", f"{self.teacher_model!r} cannot be a teacher; "
+                                f"choose from {sorted(set(known) - {'flowdistill'})}")
+
+    def needs_teacher(self, models: Iterable[str]) -> None:
+        """Fail before any training when the student would later lack a teacher."""
+        if "flowdistill" in models and self.teacher is None and self.teacher_model is None:
+            raise DataError(
+                "flowdistill",
+                "the student needs a teacher: give --teacher FILE (a teacher file) or "
+                "--teacher-model NAME (train that model at each run's ratio and use its forecasts)",
+            )
+
+    def describe(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        d["preset"] = "quick" if self.quick else "full"
+        return d
+
+    def teacher_label(self) -> str:
+        if self.teacher:
+            return f"file {self.teacher} ({_teacher_model_name(self.teacher)})"
+        if self.teacher_model:
+            return f"{self.teacher_model}, trained at each run's own ratio and seed"
+        return "none"
+
+
+def _teacher_model_name(path: str) -> str:
+    try:
+        from flowdistill.teacher.file import TeacherPredictions
+
+        return TeacherPredictions.load(path).model
+    except Exception:
+        return "unknown model"
+
+
+def ratio_tag(ratio: float) -> str:
+    return f"r{ratio:g}"
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One run of an experiment: a model (or a student variant), a training ratio and a seed."""
+
+    model: str
+    ratio: float
+    seed: int
+    variant: str = ""  # folder name; the model name when empty
+    distill: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.variant or self.model
+
+
+class RunCache:
+    """Runs (or reuses) the runs of a configuration under ``cfg.out / "runs"``."""
+
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.cfg = cfg
+        self.root = cfg.out / "runs"
+
+    def folder(self, key: RunKey) -> Path:
+        return self.root / key.name / ratio_tag(key.ratio) / f"s{key.seed}"
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(max_epochs=self.cfg.epochs, patience=self.cfg.patience,
+                           device=self.cfg.device, progress=False)
+
+    def spec(self, key: RunKey, teacher: str | None = None) -> RunSpec:
+        c = self.cfg
+        return RunSpec(
+            model=key.model, dataset=c.dataset, data_dir=c.data_dir, start=c.start, end=c.end,
+            train_ratio=key.ratio, seed=key.seed, teacher=teacher,
+            distill=replace(DistillConfig(), **key.distill), train=self.train_config(),
+        )
+
+    def teacher_for(self, ratio: float, seed: int) -> str:
+        """The teacher file the student uses at this ratio and seed (trained on demand)."""
+        c = self.cfg
+        if c.teacher:
+            return c.teacher
+        if not c.teacher_model:
+            c.needs_teacher(["flowdistill"])
+        folder = self.cfg.out / "teachers" / str(c.teacher_model) / ratio_tag(ratio) / f"s{seed}"
+        path = folder / "teacher.npz"
+        if not path.exists():
+            spec = replace(self.spec(RunKey(str(c.teacher_model), ratio, seed)),
+                           save_teacher=str(path))
+            run(spec, folder)
+        return str(path)
+
+    def done(self, key: RunKey) -> bool:
+        return (self.folder(key) / "metrics.json").exists()
+
+    def get(self, key: RunKey) -> dict[str, Any]:
+        """metrics.json of the run: reused when finished with the same settings, else trained."""
+        folder = self.folder(key)
+        teacher = self.teacher_for(key.ratio, key.seed) if key.model == "flowdistill" else None
+        spec = self.spec(key, teacher)
+        path = folder / "metrics.json"
+        if path.exists():
+            result = json.loads(path.read_text())
+            diff = spec_differences(result.get("config", {}).get("run", {}), spec.to_dict())
+            if diff:
+                raise DataError(
+                    folder,
+                    f"holds a finished run made with other settings ({', '.join(diff)}); use "
+                    "another --out, or delete that folder to retrain it",
+                )
+            return result
+        return run(spec, folder)
+
+
+_COMPARED = ("model", "dataset", "start", "end", "train_ratio", "seed", "model_options", "distill")
+
+
+def spec_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Names of the settings in which a saved run differs from the one wanted."""
+    diff = [k for k in _COMPARED if _norm(saved.get(k)) != _norm(wanted.get(k))]
+    for k in ("max_epochs", "patience"):
+        if saved.get("train", {}).get(k) != wanted.get("train", {}).get(k):
+            diff.append(k)
+    return diff
+
+
+def _norm(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))
+
+
+def run_all(cache: RunCache, keys: Sequence[RunKey], title: str) -> dict[RunKey, dict[str, Any]]:
+    """Every run of an experiment, with one progress bar over the runs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flowdistill.cli.common import console
+
+    results: dict[RunKey, dict[str, Any]] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[run]}"),
+        console=console, disable=not cache.cfg.progress, transient=False,
+    ) as bar:
+        task = bar.add_task(title, total=len(keys), run="")
+        for key in keys:
+            state = "reused" if cache.done(key) else "training"
+            bar.update(task, run=f"{key.name} {ratio_tag(key.ratio)} s{key.seed} ({state})")
+            results[key] = cache.get(key)
+            bar.advance(task)
+        bar.update(task, run="done")
+    return results
+
+
+# ----------------------------------------------------------------------------------- statistics
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single seed)."""
+    a = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if a.size == 0:
+        return float("nan"), float("nan")
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def fmt(v: float | None, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def fmt_pm(mean: float, std: float, n: int, digits: int = 3) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------------- outputs
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False)
+    atomic_write_text(path, buf.getvalue())
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """PNG written under a temporary name, then renamed."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def header_lines(title: str, cfg: BenchConfig, meta: dict[str, Any], extra: str = "") -> str:
+    """The provenance header every Markdown output starts with."""
+    p = meta["provenance"]
+    preset = ("QUICK preset (fewer seeds / ratios / epochs: a smoke reading, not the paper's "
+              "protocol)" if cfg.quick else "full preset")
+    lines = [
+        f"# {title}",
+        "",
+        f"- {preset}; seeds {list(cfg.seeds)}; at most {cfg.epochs} epochs, patience "
+        f"{cfg.patience}",
+        f"- dataset {cfg.dataset}"
+        + (f" from {cfg.start or 'start'} to {cfg.end or 'end'}" if cfg.start or cfg.end else ""),
+        f"- teacher of the FlowDistill student: {cfg.teacher_label()}",
+        f"- created {p['created']} on {p['machine']}, torch {p['torch']}, git {p['git']}",
+    ]
+    if extra:
+        lines.append(f"- {extra}")
+    return "\n".join(lines) + "\n\n"
+
+
+def finish(
+    name: str,
+    title: str,
+    cfg: BenchConfig,
+    rows: list[dict[str, Any]],
+    body: str,
+    plot: Callable[[Path], None] | None,
+    extra_meta: dict[str, Any] | None = None,
+    extra_header: str = "",
+    extra_csv: dict[str, list[dict[str, Any]]] | None = None,
+) -> dict[str, Path]:
+    """Write NAME.csv, NAME.md, NAME.png and the NAME.json sidecar into ``cfg.out``."""
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "experiment": name,
+        "title": title,
+        "provenance": provenance(),
+        "config": cfg.describe(),
+        "teacher": cfg.teacher_label(),
+        "quick": cfg.quick,
+        **(extra_meta or {}),
+    }
+    paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "png": out / f"{name}.png",
+             "json": out / f"{name}.json"}
+    write_csv(paths["csv"], rows)
+    for extra_name, extra_rows in (extra_csv or {}).items():
+        write_csv(out / f"{name}-{extra_name}.csv", extra_rows)
+    if plot is not None:
+        plot(paths["png"])
+    md = header_lines(title, cfg, meta, extra_header) + body
+    if plot is not None:
+        md += f"\n![{title}]({paths['png'].name})\n"
+    atomic_write_text(paths["md"], md)
+    sidecar = {**meta, "rows": rows, **{f"rows_{k}": v for k, v in (extra_csv or {}).items()}}
+    atomic_write_text(paths["json"], json.dumps(sidecar, indent=2, default=str) + "\n")
+    return paths
