@@ -34,7 +34,7 @@ def matmul_gflops(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def _infer(args: tuple[str, int, int, "mp.Queue"]) -> None:
+def _infer(args: tuple[str, int, int, mp.Queue]) -> None:
     data_dir, times, batch, queue = args
     from flowdistill.data import WindowConfig, Windows, load_dataset
     from flowdistill.models import ModelContext, build_model

@@ -6,7 +6,7 @@ import torch
 
 from flowdistill.data import WindowConfig, Windows
 from flowdistill.data.windows import WindowAligned
-from flowdistill.engine import Trainer, TrainConfig
+from flowdistill.engine import TrainConfig, Trainer
 from flowdistill.models import ModelContext, build_model
 
 CFG = dict(max_epochs=3, patience=10, batch_size=32, progress=False, lr=0.003)

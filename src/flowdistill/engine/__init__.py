@@ -3,8 +3,8 @@
 from flowdistill.engine.trainer import (
     FitResult,
     SupervisedObjective,
-    Trainer,
     TrainConfig,
+    Trainer,
     seed_everything,
     write_json,
 )

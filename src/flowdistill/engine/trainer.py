@@ -152,7 +152,6 @@ class Trainer:
         model.to(self.device)
         objective = objective or SupervisedObjective(cfg.mask_threshold)
         train = windows.torch_dataset("train", extras)
-        val = windows.torch_dataset("val")
         result = FitResult()
         t0 = time.perf_counter()
 

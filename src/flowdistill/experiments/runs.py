@@ -22,7 +22,7 @@ from flowdistill.data.errors import DataError
 from flowdistill.data.graph import nearest_regions
 from flowdistill.data.sources import load_dataset
 from flowdistill.data.windows import WindowConfig, Windows
-from flowdistill.engine.trainer import Trainer, TrainConfig, write_json
+from flowdistill.engine.trainer import TrainConfig, Trainer, write_json
 from flowdistill.losses.distill import DistillConfig, DistillObjective
 from flowdistill.metrics import evaluate as evaluate_metrics
 from flowdistill.models.base import ModelContext, build_model, count_parameters, model_config

@@ -97,8 +97,10 @@ class _ASTBlock(nn.Module):
         s = self.satt(x_hat)
         # Σ_k (T_k ⊙ S)ᵀ x_t Θ_k for every step t (graph signal on the original input).
         adj = self.cheb.unsqueeze(0) * s.unsqueeze(1)  # (B, K, N, N)
-        g = torch.einsum("bkmn,bmft,kfo->bnot", adj, x, self.theta)
-        g = torch.relu(g)  # (B, N, F_cheb, T)
+        k = adj.shape[1]
+        y = adj.transpose(-1, -2) @ x.reshape(b, 1, n, f * t)  # (B, K, N, F*T)
+        y = y.reshape(b, k, n, f, t).permute(0, 2, 4, 1, 3).reshape(b, n, t, k * f)
+        g = torch.relu(y @ self.theta.reshape(k * f, -1)).transpose(2, 3)  # (B, N, F_cheb, T)
         h = self.time_conv(g.permute(0, 2, 1, 3))  # (B, F_time, N, T)
         h = torch.relu(h + self.res_conv(x.permute(0, 2, 1, 3)))
         return self.norm(h.permute(0, 3, 2, 1)).permute(0, 2, 3, 1)  # (B, N, F_time, T)

@@ -1,0 +1,114 @@
+"""Train the student under each reading of the paper's ambiguous loss terms and rank them by
+validation MAE (test MAE is printed beside it, never used to choose).
+
+    python scripts/readings.py --teacher FILE --out runs/readings [--epochs 20 --patience 5]
+
+Writes OUT/readings.csv and OUT/readings.md (the table in docs/design-decisions.md comes from it).
+Finished runs (OUT/<name>/metrics.json) are reused, so an interrupted sweep resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from flowdistill.engine import TrainConfig
+from flowdistill.experiments.runs import RunSpec, run
+from flowdistill.losses import DistillConfig
+
+BASE = DistillConfig()
+
+# name -> overrides of the default reading; one factor at a time
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    # teacher-bounded loss (Eq. 2)
+    "tbl: eq2 gate, truth target, per batch (reference code)": dict(
+        tbl_gate="eq2", tbl_target="truth", tbl_granularity="batch"),
+    "tbl: text gate, truth target, per element": dict(tbl_gate="text", tbl_target="truth"),
+    "tbl: text gate, teacher target, per window": dict(tbl_granularity="sample"),
+    "tbl: text gate, teacher target, per element": dict(tbl_gate="text", tbl_target="teacher",
+                                                         tbl_granularity="element"),
+    # spatial (Eq. 10)
+    "spa: truth, absolute (Eq. 10 as printed)": dict(spa_reference="truth", spa_form="absolute"),
+    "spa: teacher, absolute": dict(spa_reference="teacher", spa_form="absolute"),
+    "spa: self, absolute (smoothness)": dict(spa_reference="self", spa_form="absolute"),
+    "spa: truth, difference": dict(spa_reference="truth", spa_form="difference"),
+    "spa: teacher, difference": dict(spa_reference="teacher", spa_form="difference"),
+    # temporal (Eq. 11)
+    "tem: truth, absolute (Eq. 11 as printed)": dict(tem_reference="truth", tem_form="absolute"),
+    "tem: teacher, absolute": dict(tem_reference="teacher", tem_form="absolute"),
+    "tem: self, absolute (smoothness)": dict(tem_reference="self", tem_form="absolute"),
+    "tem: truth, difference": dict(tem_reference="truth", tem_form="difference"),
+    "tem: teacher, difference": dict(tem_reference="teacher", tem_form="difference"),
+    # all auxiliary terms off: what the readings add over plain MAE + KL
+    "none: L_reg + KL only": dict(use_tbl=False, use_spatial=False, use_temporal=False),
+}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:60]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--teacher", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--train-ratio", type=float, default=0.1)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default=None, help="comma list of variant-name prefixes")
+    args = ap.parse_args()
+    rows = []
+    names = list(VARIANTS)
+    if args.only:
+        names = [n for n in names if any(n.startswith(p) for p in args.only.split(","))]
+    for name in names:
+        cfg = replace(BASE, **VARIANTS[name])
+        # a variant equal to the default is the default: do not train it twice
+        if name != "default" and cfg == BASE:
+            continue
+        out = args.out / slug(name)
+        if (out / "metrics.json").exists():
+            result = json.loads((out / "metrics.json").read_text())
+        else:
+            spec = RunSpec(
+                data_dir=args.data_dir, train_ratio=args.train_ratio, seed=args.seed,
+                teacher=args.teacher, distill=cfg,
+                train=TrainConfig(max_epochs=args.epochs, patience=args.patience, progress=False),
+            )
+            result = run(spec, out)
+        rows.append({
+            "reading": name,
+            "val_mae": result["val"]["mae"], "val_rmse": result["val"]["rmse"],
+            "test_mae": result["test"]["mae"], "test_rmse": result["test"]["rmse"],
+            "epochs": result["fit"]["epochs_run"], "teacher": result["teacher"]["model"],
+        })
+        print(f"{name:60s} val MAE {rows[-1]['val_mae']:.3f}  test MAE {rows[-1]['test_mae']:.3f}",
+              flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "readings.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    lines = [
+        f"Student at train ratio {args.train_ratio}, seed {args.seed}, teacher "
+        f"`{rows[0]['teacher']}` ({Path(args.teacher).name}), at most {args.epochs} epochs "
+        f"(patience {args.patience}). Sorted by validation MAE.",
+        "",
+        "| reading | val MAE | val RMSE | test MAE | test RMSE | epochs |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: r["val_mae"]):
+        lines.append(f"| {r['reading']} | {r['val_mae']:.3f} | {r['val_rmse']:.3f} | "
+                     f"{r['test_mae']:.3f} | {r['test_rmse']:.3f} | {r['epochs']} |")
+    (args.out / "readings.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""The LLM teacher's mechanics on a tiny random Llama with the real SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaModel
+
+from flowdistill.data.dataset import FlowDataset
+from flowdistill.data.errors import DataError
+from flowdistill.data.windows import WindowConfig, Windows
+from flowdistill.engine.trainer import TrainConfig, Trainer
+from flowdistill.teacher.backbone import ST_TOKENS, load_tokenizer
+from flowdistill.teacher.encoder import DilatedInception, STEncoder
+from flowdistill.teacher.file import TeacherPredictions
+from flowdistill.teacher.importers import import_npz, import_urbangpt
+from flowdistill.teacher.model import TeacherConfig
+from flowdistill.teacher.prompts import PromptFacts, city_prompt, fmt_time, region_prompt, render
+from flowdistill.teacher.train import (
+    DataSpec,
+    load_teacher,
+    predict_to_file,
+    save_teacher,
+    teacher_for,
+    train_config,
+)
+
+REGIONS = 3
+
+
+def small_dataset(days: int = 10, seed: int = 0) -> FlowDataset:
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * 48)
+    base = 20 + 15 * np.sin(2 * np.pi * t / 48)[:, None, None]
+    flows = np.clip(base + rng.poisson(5, size=(len(t), REGIONS, 2)), 0, None).round()
+    return FlowDataset(
+        name="tiny-city",
+        city="Testville",
+        flows=flows.astype(np.float32),
+        start=pd.Timestamp("2019-01-01"),
+        interval_minutes=30,
+        region_ids=[str(i) for i in range(REGIONS)],
+        region_names=["Harbor", "Old Town", "Uptown"],
+        adjacency=np.eye(REGIONS, dtype=np.float32),
+        pois=[["Residential", "Commercial"], ["Education Facility"], []],
+    )
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    try:
+        return load_tokenizer()
+    except DataError as exc:  # package missing: nothing to test against
+        pytest.skip(str(exc))
+
+
+@pytest.fixture()
+def windows() -> Windows:
+    return Windows(small_dataset(), WindowConfig(train_ratio=0.5, val_ratio=0.2, test_ratio=0.2))
+
+
+def tiny_decoder(tokenizer, seed: int = 0) -> LlamaModel:
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+    )
+    return LlamaModel(cfg)
+
+
+def tiny_teacher(windows, tokenizer, layout: str = "city", seed: int = 0):
+    cfg = TeacherConfig(layout=layout, lora_r=4, lora_alpha=8, head_hidden=32, encoder_hidden=8)
+    return teacher_for(windows, cfg, seed, decoder=tiny_decoder(tokenizer, seed), tokenizer=tokenizer)
+
+
+def batch(windows, split: str = "train", n: int = 4):
+    data = windows.torch_dataset(split)
+    return data.get_batch(data.ids[:n])
+
+
+# ------------------------------------------------------------------ tokens and prompts
+def test_st_tokens_are_single_ids(tokenizer):
+    ids = [tokenizer(t, add_special_tokens=False).input_ids for t in ST_TOKENS]
+    assert all(len(i) == 1 for i in ids)
+    assert len({i[0] for i in ids}) == 4
+    text = "x <ST_start><ST_HIS><ST_end> y <ST_PRE>"
+    got = tokenizer(text, add_special_tokens=False).input_ids
+    for i in ids:
+        assert got.count(i[0]) == 1
+
+
+def test_prompt_dates_follow_window_index():
+    facts = PromptFacts.from_dataset(small_dataset())
+    # window 24 = first target slot 24 = 2019-01-01 12:00; history starts 12 slots before.
+    text = region_prompt(facts, 24, 1)
+    assert "'January 1, 2019, 06:00, Tuesday to January 1, 2019, 11:30, Tuesday" in text
+    assert "'January 1, 2019, 12:00, Tuesday to January 1, 2019, 17:30, Tuesday" in text
+    assert "Old Town" in text and "Education Facility" in text
+    assert "no POI description" in region_prompt(facts, 24, 2)
+    city = city_prompt(facts, 24)
+    assert city.count("<ST_HIS>") == REGIONS and city.count("<ST_PRE>") == REGIONS
+    assert fmt_time(pd.Timestamp("2019-12-31 23:30")) == "December 31, 2019, 23:30, Tuesday"
+    assert len(render(facts, [24, 25], "region")) == 2 * REGIONS
+    with pytest.raises(ValueError):
+        render(facts, [24], "nope")
+
+
+def test_dilated_inception_is_causal_and_keeps_length():
+    torch.manual_seed(0)
+    layer = DilatedInception(3, 8, dilation=2)
+    a = torch.randn(2, 12, 3)
+    b = a.clone()
+    b[:, 7:] += 1.0
+    ya, yb = layer(a), layer(b)
+    assert ya.shape == (2, 12, 8)
+    assert torch.allclose(ya[:, :7], yb[:, :7])
+    assert not torch.allclose(ya[:, 7:], yb[:, 7:])
+    enc = STEncoder(2, 12, 16, hidden=8, num_regions=5, slots_per_day=48)
+    out = enc(torch.randn(3, 12, 5, 2), torch.zeros(3, 12, dtype=torch.long),
+              torch.zeros(3, 12, dtype=torch.long))
+    assert out.shape == (3, 5, 16)
+
+
+# ------------------------------------------------------------------ model mechanics
+@pytest.mark.parametrize("layout", ["city", "region"])
+def test_st_embeddings_land_at_his_positions(windows, tokenizer, layout):
+    model = tiny_teacher(windows, tokenizer, layout)
+    ids = [30, 31]
+    tokens = model.tokenize(ids)
+    prompts = len(ids) if layout == "city" else len(ids) * REGIONS
+    assert tokens.ids.shape[0] == prompts
+    st = torch.arange(len(ids) * REGIONS, dtype=torch.float32)[:, None].repeat(1, model.d_model)
+    emb = model.embed(tokens, st + 1000.0)
+    pos = (tokens.ids == model.his_id).nonzero().tolist()
+    assert len(pos) == len(ids) * REGIONS
+    # the k-th <ST_HIS> (prompt-major, position-minor) carries region vector k
+    for k, (p, t) in enumerate(pos):
+        assert torch.all(emb[p, t] == 1000.0 + k)
+    # every other position keeps a token embedding (no encoder value leaked there)
+    others = emb[tokens.ids != model.his_id]
+    assert (others < 999).all()
+    pre = tokens.ids == model.pre_id
+    assert torch.allclose(emb[pre], model.st_embed[2].expand(int(pre.sum()), -1))
+
+
+@pytest.mark.parametrize("layout", ["city", "region"])
+def test_forward_shape_and_index_required(windows, tokenizer, layout):
+    model = tiny_teacher(windows, tokenizer, layout)
+    b = batch(windows)
+    y = model(b["x"], b["tod"], b["dow"], index=b["index"])
+    assert y.shape == (4, 12, REGIONS, 2)
+    assert torch.isfinite(y).all()
+    with pytest.raises(DataError):
+        model(b["x"], b["tod"], b["dow"])
+
+
+def test_only_adapters_encoder_and_head_train(windows, tokenizer):
+    model = tiny_teacher(windows, tokenizer)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n in names)
+    assert any(n.startswith("encoder.") for n in names) and "st_embed" in names
+    assert not any(n.startswith("decoder.") and "lora_" not in n for n in names)
+
+
+def test_training_step_lowers_loss_on_fixed_batch(windows, tokenizer):
+    model = tiny_teacher(windows, tokenizer)
+    b = batch(windows, n=4)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    scaler = windows.scaler
+
+    def loss() -> torch.Tensor:
+        pred = scaler.inverse(model(b["x"], b["tod"], b["dow"], index=b["index"]))
+        return (pred - b["y"]).abs().mean()
+
+    first = float(loss())
+    for _ in range(15):
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        opt.step()
+    assert float(loss()) < 0.8 * first
+
+
+def test_engine_trains_teacher_and_predict_file_roundtrips(windows, tokenizer, tmp_path):
+    model = tiny_teacher(windows, tokenizer)
+    tcfg = train_config(steps=2, val_every=1, batch_size=4, val_batches=1, eval_batch_size=8,
+                        progress=False)
+    result = Trainer(tcfg).fit(model, windows)
+    assert result.epochs_run == 2 and np.isfinite(result.best_val_mae)
+    # save / reload the trainable weights into a fresh teacher on the same tiny backbone seed
+    spec = DataSpec(dataset="tiny-city")
+    save_teacher(model, spec, windows, tcfg, tmp_path)
+    meta = json.loads((tmp_path / "teacher.json").read_text())
+    assert meta["teacher"]["layout"] == "city" and meta["trainable_parameters"] > 0
+    fresh = tiny_teacher(windows, tokenizer, seed=0)
+    fresh.load_trainable_state(torch.load(tmp_path / "teacher.pt", weights_only=True))
+    b = batch(windows, "val", 3)
+    model.eval()
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(b["x"], b["tod"], b["dow"], index=b["index"]),
+                              fresh(b["x"], b["tod"], b["dow"], index=b["index"]), atol=1e-5)
+    with pytest.raises(DataError):
+        fresh.load_trainable_state({"encoder.out.weight": torch.zeros(1)})
+
+    out = tmp_path / "teacher.npz"
+    ids = windows.ids("val")[:10]
+    tp = predict_to_file(model, windows, out, ids=ids, batch_size=4, chunk_size=4, progress=False)
+    assert out.exists() and not (tmp_path / "teacher.npz.parts").exists()
+    back = TeacherPredictions.load(out)
+    assert back.meta["prompt_layout"] == "city" and back.meta["model"] == "llm-teacher"
+    np.testing.assert_array_equal(back.window_ids, ids)
+    np.testing.assert_allclose(back.preds, tp.preds)
+    direct = Trainer(TrainConfig(eval_batch_size=5)).predict(model, windows, ids)
+    np.testing.assert_allclose(back.preds, direct, rtol=1e-4, atol=1e-3)
+    back.check_matches(windows)
+
+
+def test_predict_resumes_from_part_files(windows, tokenizer, tmp_path):
+    model = tiny_teacher(windows, tokenizer)
+    ids = windows.ids("test")[:6]
+    out = tmp_path / "t.npz"
+    parts = tmp_path / "t.npz.parts"
+    parts.mkdir()
+    # a chunk "from before the kill": the run must keep it rather than recompute it
+    from flowdistill.teacher.train import _signature
+
+    (parts / "signature.txt").write_text(_signature(ids, 4, "") + "\n")
+    marker = np.full((4, 12, REGIONS, 2), 7.0, dtype=np.float32)
+    np.savez(parts / "part-00000.npz", window_ids=ids[:4], preds=marker)
+    tp = predict_to_file(model, windows, out, ids=ids, batch_size=2, chunk_size=4, progress=False)
+    assert np.all(tp.preds[:4] == 7.0) and not np.all(tp.preds[4:] == 7.0)
+    # a parts folder from another run is refused
+    parts.mkdir()
+    (parts / "signature.txt").write_text("other\n")
+    with pytest.raises(DataError):
+        predict_to_file(model, windows, out, ids=ids, chunk_size=4, progress=False)
+
+
+def test_misaligned_teacher_file_is_refused(windows, tmp_path):
+    ids = windows.all_ids
+    preds = np.ones((len(ids), 12, REGIONS, 2), dtype=np.float32)
+    tp = TeacherPredictions.create(windows, ids, preds, model="llm-teacher")
+    path = tp.save(tmp_path / "t.npz")
+    other = Windows(small_dataset(days=11), windows.cfg)
+    with pytest.raises(DataError, match="other data"):
+        TeacherPredictions.load(path).check_matches(other)
+
+
+def test_load_teacher_refuses_non_model_folder(tmp_path):
+    with pytest.raises(DataError):
+        load_teacher(tmp_path)
+
+
+# ------------------------------------------------------------------ importers
+def urbangpt_records(windows, first: int, samples: int, bias: float = 1.0) -> list[dict]:
+    recs = []
+    for i in range(samples):
+        y = windows.targets(np.array([first + i]))[0]
+        for s in range(REGIONS):
+            recs.append({
+                "id": f"test_tiny_region_{s}_{s + 1}_len_{i}",
+                "st_pre_infolow": (y[:, s, 0] + bias).tolist(),
+                "st_pre_outfolow": (y[:, s, 1] - bias).tolist(),
+                "y_in": y[:, s, 0].astype(int).tolist(),
+                "y_out": y[:, s, 1].astype(int).tolist(),
+            })
+    return recs
+
+
+def test_import_urbangpt(windows, tmp_path):
+    first = int(windows.ids("test")[0])
+    recs = urbangpt_records(windows, first, 3)
+    f1, f2 = tmp_path / "a.json", tmp_path / "b.json"
+    f1.write_text(json.dumps(recs[:4]))
+    f2.write_text(json.dumps(recs[4:]))
+    tp = import_urbangpt([f1, f2], windows)
+    np.testing.assert_array_equal(tp.window_ids, [first, first + 1, first + 2])
+    y = windows.targets(tp.window_ids)
+    np.testing.assert_allclose(tp.preds[..., 0], y[..., 0] + 1.0)
+    np.testing.assert_allclose(tp.preds[..., 1], np.abs(y[..., 1] - 1.0))
+    # shifted by one window: the truth in the records no longer matches -> refused
+    with pytest.raises(DataError, match="truth does not match"):
+        import_urbangpt([f1, f2], windows, first_window=first + 1)
+    # a region missing for a sample
+    f1.write_text(json.dumps(recs[:-1]))
+    f2.write_text("[]")
+    with pytest.raises(DataError, match="lack some"):
+        import_urbangpt([f1, f2], windows)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"id": "weird", "st_pre_infolow": [1]}]))
+    with pytest.raises(DataError, match="region"):
+        import_urbangpt([bad], windows)
+
+
+def test_import_npz_ntc(windows, tmp_path):
+    series = windows.raw.transpose(1, 0, 2) + 0.5  # (N, T, C): the truth plus a half
+    path = tmp_path / "tea.npz"
+    np.savez(path, data=series)
+    tp = import_npz(path, windows, "NTC")
+    np.testing.assert_array_equal(tp.window_ids, windows.all_ids)
+    np.testing.assert_allclose(tp.preds, windows.targets(windows.all_ids) + 0.5)
+    with pytest.raises(DataError, match="TNC|layout|dataset has"):
+        import_npz(path, windows, "TNC")
+    np.savez(path, data=series[:, :-1])
+    with pytest.raises(DataError, match="dataset has"):
+        import_npz(path, windows, "NTC")
+
+
+# ------------------------------------------------------------------ the real backbone
+@pytest.mark.slow
+def test_real_smollm2_generates_sensible_text():
+    from flowdistill.teacher.backbone import load_causal_lm
+
+    tok = load_tokenizer()
+    lm = load_causal_lm()
+    lm.eval()
+    msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    enc = tok(text, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = lm.generate(**enc, max_new_tokens=12, do_sample=False)
+    answer = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert "paris" in answer.lower(), answer
