@@ -39,6 +39,28 @@ QuickOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda …")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 RatioOpt = Annotated[float | None, typer.Option("--train-ratio", help="Training ratio.")]
+OptionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--model-option", help="MODEL.KEY=VALUE, e.g. flowdistill.embed_dim=32 "
+                 "(repeatable; value parsed as JSON when it can be)."),
+]
+
+
+def _model_options(items: list[str] | None) -> dict[str, dict]:
+    import json
+
+    result: dict[str, dict] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        model, dot, name = key.partition(".")
+        if not sep or not dot or not model or not name:
+            raise ValueError(f"--model-option expects MODEL.KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        result.setdefault(model.strip(), {})[name.strip()] = value
+    return result
 
 
 def _ints(s: str | None) -> list[int] | None:
@@ -64,7 +86,7 @@ def _names(s: str | None) -> list[str] | None:
 
 
 def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience, teacher,
-            teacher_model, quick, device, quiet, default_models=None):
+            teacher_model, quick, device, quiet, default_models=None, options=None):
     from flowdistill.experiments.common import BenchConfig
 
     return BenchConfig.make(
@@ -72,7 +94,7 @@ def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, p
         patience=patience, models=_names(models) or default_models, dataset=dataset,
         data_dir=str(data_dir) if data_dir else None, start=start, end=end, device=device,
         teacher=str(teacher) if teacher else None, teacher_model=teacher_model,
-        progress=not quiet,
+        progress=not quiet, model_options=_model_options(options),
     )
 
 
@@ -100,11 +122,12 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
         quick: QuickOpt = False,
         device: DeviceOpt = "cpu",
         quiet: QuietOpt = False,
+        options: OptionOpt = None,
     ) -> None:
         from flowdistill.experiments import suite
 
         cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
-                      teacher, teacher_model, quick, device, quiet, default_models)
+                      teacher, teacher_model, quick, device, quiet, default_models, options)
         fn = getattr(suite, name)
         if name == "ratios":
             _done(fn(cfg))
@@ -149,6 +172,7 @@ def all_(
     quick: QuickOpt = False,
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
+    options: OptionOpt = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write this results file at the end.")
     ] = None,
@@ -158,13 +182,14 @@ def all_(
     from flowdistill.experiments.report import build_report
 
     cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
-                  teacher, teacher_model, quick, device, quiet)
+                  teacher, teacher_model, quick, device, quiet, None, options)
     cfg.needs_teacher(["flowdistill"])
     student = _config(out, dataset, data_dir, start, end, "flowdistill", seeds, ratios, epochs,
-                      patience, teacher, teacher_model, quick, device, quiet)
+                      patience, teacher, teacher_model, quick, device, quiet, None, options)
     scale_models = [m for m in cfg.models if m not in ("ha", "last-value", "stmlp")]
     scale_cfg = _config(out, dataset, data_dir, start, end, ",".join(scale_models), seeds, ratios,
-                        epochs, patience, teacher, teacher_model, quick, device, quiet)
+                        epochs, patience, teacher, teacher_model, quick, device, quiet, None,
+                        options)
     _done(suite.ratios(cfg))
     _done(suite.horizons(cfg, ratio=min(cfg.ratios)))
     _done(suite.ablation(student, ratio=min(cfg.ratios)))

@@ -98,15 +98,29 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward.")] = 64,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Windows per part file.")] = 1024,
     device: DeviceOpt = "cpu",
+    splits: Annotated[
+        str,
+        typer.Option(
+            "--splits",
+            help="'all' (every window) or a comma list of train,val,test: the windows between the "
+            "training and validation parts are used by nothing, so skipping them saves time.",
+        ),
+    ] = "all",
 ) -> None:
-    """Forecast every window of the dataset into a teacher file (resumable)."""
+    """Forecast every window of the dataset (or of some splits) into a teacher file (resumable)."""
     from flowdistill.teacher.train import load_teacher, predict_to_file
 
+    import numpy as np
+
     model, windows, meta = load_teacher(model_dir, str(data_dir) if data_dir else None)
+    if splits == "all":
+        ids = windows.all_ids
+    else:
+        ids = np.unique(np.concatenate([windows.ids(s.strip()) for s in splits.split(",")]))
     tp = predict_to_file(
-        model, windows, out_file, batch_size=batch_size, chunk_size=chunk_size, device=device,
+        model, windows, out_file, ids=ids, batch_size=batch_size, chunk_size=chunk_size, device=device,
         tag=str(model_dir.resolve()), info={"seed": meta.get("train", {}).get("seed", 0),
-                                            "model_dir": str(model_dir)},
+                                            "model_dir": str(model_dir), "splits": splits},
     )
     out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")
     _report(tp, windows)

@@ -17,6 +17,7 @@ that no zone table knows, a timestamp that does not parse, an unreadable file) r
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from collections.abc import Sequence
@@ -44,7 +45,6 @@ NYC_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 # TLC LocationIDs 264 ("Unknown") and 265 ("Outside of NYC"): common in the records, no polygon.
 NYC_UNLOCATED_IDS = (264, 265)
-NYC_BOROUGHS = ("manhattan", "brooklyn", "queens", "bronx", "staten island", "ewr")
 
 # Timestamps stored as text: ISO first, then the US forms of the NYC / Chicago open-data portals
 # ("01/01/2021 12:00:00 AM").
@@ -487,6 +487,12 @@ def nyc_zone_table(data_dir: str | os.PathLike[str] | None = None) -> Zones:
     56 and 103, as in the TLC's own lookup table.
     """
     shp = _need(resolve_data_dir(data_dir) / "nyc-taxi-zones" / "taxi_zones.shp")
+    return _nyc_zone_table(str(shp.resolve()), shp.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _nyc_zone_table(shp: str, mtime_ns: int) -> Zones:
+    """Cached per file version: reading and merging the polygons is most of a small build."""
     zones = read_zones(shp, "LocationID", "zone")
     ids = set(zones.ids) | {z for z, alias in NYC_ZONE_ALIASES.items() if alias in zones.ids}
     return zones.subset(sorted(ids, key=int), NYC_ZONE_ALIASES)

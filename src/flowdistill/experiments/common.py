@@ -64,6 +64,8 @@ class BenchConfig:
     teacher_model: str | None = None
     quick: bool = False
     progress: bool = True
+    # per-model option overrides, e.g. {"flowdistill": {"embed_dim": 32}} (tests use tiny models)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def make(
@@ -183,6 +185,7 @@ class RunCache:
         return RunSpec(
             model=key.model, dataset=c.dataset, data_dir=c.data_dir, start=c.start, end=c.end,
             train_ratio=key.ratio, seed=key.seed, teacher=teacher,
+            model_options=dict(c.model_options.get(key.model, {})),
             distill=replace(DistillConfig(), **key.distill), train=self.train_config(),
         )
 

@@ -109,7 +109,7 @@ def measure(
         task = bar.add_task("scalability", total=total)
         for name in models:
             torch.manual_seed(0)
-            model = build_model(name, ctx, {}).to(device).eval()
+            model = build_model(name, ctx, cfg.model_options.get(name, {})).to(device).eval()
             if hasattr(model, "fit_statistics"):
                 b = windows.bounds
                 model.fit_statistics(windows.scaled[: b.train_end], windows.tod[: b.train_end],

@@ -1,0 +1,202 @@
+"""`flowdistill bench`: each experiment end to end in a tiny configuration on the real NYC data.
+
+Two months of data, one seed, one epoch; the models are the historical average, the last value and
+the FlowDistill student distilled from a historical-average teacher (`--teacher-model ha`). All tests
+share one output folder, so later experiments reuse the runs of earlier ones (as a real suite does).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from flowdistill.data.errors import DataError
+from flowdistill.experiments import paper, suite
+from flowdistill.experiments.common import BenchConfig, RunCache, RunKey, mean_std, spec_differences
+from flowdistill.experiments.report import build_report
+
+START, END = "2019-01-01", "2019-02-28"
+TINY = {"flowdistill": {"embed_dim": 16, "bottleneck": 32}}  # mechanics only: a small student
+
+
+def _cfg(out: Path, data: Path, **kw) -> BenchConfig:
+    base = dict(models=["ha", "last-value", "flowdistill"], seeds=[0], ratios=[0.1, 0.2], epochs=1,
+                patience=1, data_dir=str(data), start=START, end=END, teacher_model="ha",
+                progress=False, model_options=TINY)
+    base.update(kw)
+    return BenchConfig.make(out, **base)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, shared_data) -> BenchConfig:
+    cfg = _cfg(tmp_path_factory.mktemp("bench"), shared_data)
+    suite.ratios(cfg)
+    return cfg
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _outputs_exist(out: Path, name: str) -> None:
+    for ext in ("csv", "md", "png", "json"):
+        assert (out / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext} missing"
+    assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ratios_table_and_efficiency(bench):
+    out = bench.out
+    _outputs_exist(out, "ratios")
+    rows = _rows(out / "ratios.csv")
+    assert {(r["model"], float(r["ratio"])) for r in rows} == {
+        (m, r) for m in ("ha", "last-value", "flowdistill") for r in (0.1, 0.2)
+    }
+    fd = next(r for r in rows if r["model"] == "flowdistill" and float(r["ratio"]) == 0.1)
+    assert float(fd["paper_mae"]) == paper.TABLE3_NYC["flowdistill"][0.1][0]
+    # the numbers are those of the run's metrics.json, not recomputed elsewhere
+    metrics = json.loads((out / "runs/flowdistill/r0.1/s0/metrics.json").read_text())
+    assert float(fd["mae"]) == pytest.approx(metrics["test"]["mae"])
+    assert metrics["teacher"]["model"] == "ha"
+    eff = _rows(out / "ratios-efficiency.csv")
+    assert {e["model"] for e in eff} == {"ha", "last-value"}
+    md = (out / "ratios.md").read_text()
+    assert "teacher of the FlowDistill student: ha" in md and "git " in md and "seeds [0]" in md
+    assert "paper 7.22 / 17.02" in md
+    side = json.loads((out / "ratios.json").read_text())
+    assert side["config"]["seeds"] == [0] and side["provenance"]["git"]
+
+
+def test_finished_runs_are_reused_and_mismatches_refused(bench):
+    metrics = bench.out / "runs/ha/r0.1/s0/metrics.json"
+    before = metrics.stat().st_mtime_ns
+    suite.horizons(bench, ratio=0.1)  # every run it needs is already there
+    assert metrics.stat().st_mtime_ns == before
+    other = BenchConfig.make(**{**_kw(bench), "epochs": 3})
+    with pytest.raises(DataError, match="other settings"):
+        RunCache(other).get(RunKey("ha", 0.1, 0))
+
+
+def _kw(cfg: BenchConfig) -> dict:
+    return dict(out=cfg.out, models=list(cfg.models), seeds=list(cfg.seeds),
+                ratios=list(cfg.ratios), epochs=cfg.epochs, patience=cfg.patience,
+                data_dir=cfg.data_dir, start=cfg.start, end=cfg.end,
+                teacher_model=cfg.teacher_model, progress=False, model_options=TINY)
+
+
+def test_horizons_rows(bench):
+    suite.horizons(bench, ratio=0.1)
+    _outputs_exist(bench.out, "horizons")
+    rows = _rows(bench.out / "horizons.csv")
+    assert len(rows) == 3 * 12
+    assert sorted({int(r["step"]) for r in rows}) == list(range(1, 13))
+
+
+def test_volume_buckets(bench):
+    suite.volume(bench, ratio=0.2, buckets=4)
+    _outputs_exist(bench.out, "volume")
+    rows = _rows(bench.out / "volume.csv")
+    assert {r["model"] for r in rows} == {"ha", "last-value", "flowdistill"}
+    fd = [r for r in rows if r["model"] == "flowdistill"]
+    assert [int(r["bucket"]) for r in fd] == [1, 2, 3, 4]
+    assert sum(int(r["regions"]) for r in fd) == 69
+    lows = [float(r["low"]) for r in fd]
+    assert lows == sorted(lows)
+
+
+def test_hparams_one_at_a_time(bench):
+    suite.hparams(bench, ratio=0.1, grid={"lambda_tbl": (0.05, 0.10)})
+    _outputs_exist(bench.out, "hparams")
+    rows = _rows(bench.out / "hparams.csv")
+    assert [float(r["value"]) for r in rows] == [0.05, 0.10]
+    assert [r["default"] for r in rows] == ["False", "True"]
+    for col in ("val_mae", "val_rmse", "test_mae", "test_rmse"):
+        assert all(float(r[col]) > 0 for r in rows)
+    # the default value is the plain student run; the other one has its own folder and config
+    varied = json.loads((bench.out / "runs/flowdistill@lambda_tbl=0.05/r0.1/s0/metrics.json")
+                        .read_text())
+    assert varied["config"]["run"]["distill"]["lambda_tbl"] == 0.05
+    with pytest.raises(DataError, match="unknown loss option"):
+        suite.hparams(bench, grid={"lambda_nope": (1.0,)})
+
+
+def test_ablation_variants(bench):
+    suite.ablation(bench, ratio=0.1, variants=("full", "no-tbl"))
+    _outputs_exist(bench.out, "ablation")
+    rows = _rows(bench.out / "ablation.csv")
+    assert [r["variant"] for r in rows] == ["full", "no-tbl"]
+    assert float(rows[0]["mae_change_pct"]) == 0.0
+    assert float(rows[1]["paper_mae"]) == paper.TABLE4["no-tbl"][0]
+    run = json.loads((bench.out / "runs/flowdistill@no-tbl/r0.1/s0/metrics.json").read_text())
+    assert run["config"]["run"]["distill"]["use_tbl"] is False
+    assert "30%" in (bench.out / "ablation.md").read_text()
+
+
+def test_scalability_rows(bench, tmp_path):
+    cfg = BenchConfig.make(**{**_kw(bench), "out": tmp_path, "models": ["flowdistill", "stid"]})
+    suite.scalability(cfg, batch_sizes=(4, 8), multiples=(1, 2), latency_batch=128)
+    _outputs_exist(tmp_path, "scalability")
+    rows = _rows(tmp_path / "scalability.csv")
+    assert len(rows) == 2 * (2 + 2)
+    mem = {(r["model"], int(r["x"])): float(r["value"]) for r in rows if r["kind"] == "memory"}
+    assert all(v > 0 for v in mem.values())
+    assert mem[("flowdistill", 8)] > mem[("flowdistill", 4)]  # activations grow with the batch
+    lat = [r for r in rows if r["kind"] == "latency"]
+    assert {int(r["windows"]) for r in lat if int(r["x"]) == 2} == {
+        2 * int(r["windows"]) for r in lat if int(r["x"]) == 1
+    }
+    side = json.loads((tmp_path / "scalability.json").read_text())
+    assert side["flops"]["flops_per_window"] > 0 and side["flops"]["ratio"] > 0
+
+
+def test_report_from_folders(bench, tmp_path):
+    out = tmp_path / "docs" / "results.md"
+    build_report([bench.out], out)
+    text = out.read_text()
+    assert "## Claims at a glance" in text
+    assert "FlowDistill lowest MAE at 10%" in text
+    assert "../" in text and "ratios.png" in text  # image linked relative to the report
+    with pytest.raises(DataError, match="no experiment outputs"):
+        build_report([tmp_path], tmp_path / "x.md")
+
+
+def test_cli_commands(bench, tmp_path):
+    from typer.testing import CliRunner
+
+    from flowdistill.cli.experiments import app
+
+    common = ["--out", str(bench.out), "--data-dir", bench.data_dir, "--start", START, "--end",
+              END, "--models", "ha,last-value,flowdistill", "--seeds", "0", "--ratios", "0.1,0.2",
+              "--epochs", "1", "--patience", "1", "--teacher-model", "ha", "--quiet",
+              "--model-option", "flowdistill.embed_dim=16",
+              "--model-option", "flowdistill.bottleneck=32"]
+    res = CliRunner().invoke(app, ["horizons", *common, "--train-ratio", "0.2"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((bench.out / "horizons.json").read_text())["ratio"] == 0.2
+    res = CliRunner().invoke(app, ["report", "--runs", str(bench.out), "--out",
+                                   str(tmp_path / "r.md")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r.md").exists()
+
+
+def test_bad_input_is_a_data_error(shared_data, tmp_path):
+    with pytest.raises(DataError, match="teacher"):
+        suite.ratios(_cfg(tmp_path, shared_data, teacher_model=None))
+    with pytest.raises(DataError, match="unknown model"):
+        _cfg(tmp_path, shared_data, models=["nope"])
+    with pytest.raises(DataError):  # two days cannot hold train/val/test windows
+        suite.ratios(_cfg(tmp_path, shared_data, models=["ha"], start=START, end="2019-01-02"))
+
+
+def test_quick_preset_and_helpers(tmp_path):
+    cfg = BenchConfig.make(tmp_path, quick=True, models=["ha"])
+    assert cfg.quick and cfg.seeds == (0,) and cfg.epochs <= 15 and len(cfg.ratios) == 3
+    full = BenchConfig.make(tmp_path, models=["ha"])
+    assert full.seeds == (0, 1, 2) and len(full.ratios) == 7 and full.epochs == 100
+    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
+    assert mean_std([5.0]) == (5.0, 0.0)
+    assert spec_differences({"model": "a", "train": {"max_epochs": 1}},
+                            {"model": "b", "train": {"max_epochs": 2}}) == ["model", "max_epochs"]
