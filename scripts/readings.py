@@ -33,13 +33,11 @@ VARIANTS: dict[str, dict] = {
                                                          tbl_granularity="element"),
     # spatial (Eq. 10)
     "spa: truth, absolute (Eq. 10 as printed)": dict(spa_reference="truth", spa_form="absolute"),
-    "spa: teacher, absolute": dict(spa_reference="teacher", spa_form="absolute"),
     "spa: self, absolute (smoothness)": dict(spa_reference="self", spa_form="absolute"),
     "spa: truth, difference": dict(spa_reference="truth", spa_form="difference"),
     "spa: teacher, difference": dict(spa_reference="teacher", spa_form="difference"),
     # temporal (Eq. 11)
     "tem: truth, absolute (Eq. 11 as printed)": dict(tem_reference="truth", tem_form="absolute"),
-    "tem: teacher, absolute": dict(tem_reference="teacher", tem_form="absolute"),
     "tem: self, absolute (smoothness)": dict(tem_reference="self", tem_form="absolute"),
     "tem: truth, difference": dict(tem_reference="truth", tem_form="difference"),
     "tem: teacher, difference": dict(tem_reference="teacher", tem_form="difference"),

@@ -235,3 +235,15 @@ def test_teacher_models_are_registered_graph_models() -> None:
     for mod in (easyst, stmlp):
         assert mod.TEACHER_MODEL in available_models()
         assert mod.TEACHER_MODEL in ("astgcn", "stsgcn", "stwa", "bigst")
+
+
+def test_make_objective_passes_the_mask_threshold() -> None:
+    from flowdistill.models import easyst, stmlp
+
+    out, batch = _kd_batch(3.0, 2.5)
+    # Threshold None scores the zero target too: student error there is 3, not masked out.
+    for mod in (easyst, stmlp):
+        masked = mod.make_objective(0.0)(out, batch, IDENTITY)[1]["mae"]
+        unmasked = mod.make_objective(None)(out, batch, IDENTITY)[1]["mae"]
+        assert masked == pytest.approx(1.0)
+        assert unmasked == pytest.approx((11 * 1.0 + 3.0) / 12)

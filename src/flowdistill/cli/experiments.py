@@ -39,6 +39,11 @@ QuickOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda …")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 RatioOpt = Annotated[float | None, typer.Option("--train-ratio", help="Training ratio.")]
+BatchesOpt = Annotated[
+    int | None,
+    typer.Option("--batches-per-epoch", help="Training batches per epoch (0: all windows; "
+                 "quick preset: 8)."),
+]
 OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--model-option", help="MODEL.KEY=VALUE, e.g. flowdistill.embed_dim=32 "
@@ -86,7 +91,8 @@ def _names(s: str | None) -> list[str] | None:
 
 
 def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience, teacher,
-            teacher_model, quick, device, quiet, default_models=None, options=None):
+            teacher_model, quick, device, quiet, default_models=None, options=None,
+            batches=None):
     from flowdistill.experiments.common import BenchConfig
 
     return BenchConfig.make(
@@ -94,7 +100,7 @@ def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, p
         patience=patience, models=_names(models) or default_models, dataset=dataset,
         data_dir=str(data_dir) if data_dir else None, start=start, end=end, device=device,
         teacher=str(teacher) if teacher else None, teacher_model=teacher_model,
-        progress=not quiet, model_options=_model_options(options),
+        progress=not quiet, model_options=_model_options(options), batches_per_epoch=batches,
     )
 
 
@@ -123,11 +129,13 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
         device: DeviceOpt = "cpu",
         quiet: QuietOpt = False,
         options: OptionOpt = None,
+        batches: BatchesOpt = None,
     ) -> None:
         from flowdistill.experiments import suite
 
         cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
-                      teacher, teacher_model, quick, device, quiet, default_models, options)
+                      teacher, teacher_model, quick, device, quiet, default_models, options,
+                      batches)
         fn = getattr(suite, name)
         if name == "ratios":
             _done(fn(cfg))
@@ -173,6 +181,7 @@ def all_(
     device: DeviceOpt = "cpu",
     quiet: QuietOpt = False,
     options: OptionOpt = None,
+    batches: BatchesOpt = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write this results file at the end.")
     ] = None,
@@ -182,14 +191,16 @@ def all_(
     from flowdistill.experiments.report import build_report
 
     cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
-                  teacher, teacher_model, quick, device, quiet, None, options)
+                  teacher, teacher_model, quick, device, quiet, None, options,
+                  batches)
     cfg.needs_teacher(["flowdistill"])
     student = _config(out, dataset, data_dir, start, end, "flowdistill", seeds, ratios, epochs,
-                      patience, teacher, teacher_model, quick, device, quiet, None, options)
+                      patience, teacher, teacher_model, quick, device, quiet, None, options,
+                      batches)
     scale_models = [m for m in cfg.models if m not in ("ha", "last-value", "stmlp")]
     scale_cfg = _config(out, dataset, data_dir, start, end, ",".join(scale_models), seeds, ratios,
                         epochs, patience, teacher, teacher_model, quick, device, quiet, None,
-                        options)
+                        options, batches)
     _done(suite.ratios(cfg))
     _done(suite.horizons(cfg, ratio=min(cfg.ratios)))
     _done(suite.ablation(student, ratio=min(cfg.ratios)))

@@ -39,10 +39,14 @@ class Preset:
     ratios: tuple[float, ...]
     epochs: int
     patience: int
+    batches_per_epoch: int = 0  # 0: every training window each epoch
+    val_batches: int = 0  # 0: all validation windows for early stopping
 
 
 FULL = Preset("full", (0, 1, 2), ALL_RATIOS, 100, 15)
-QUICK = Preset("quick", (0,), (0.1, 0.4, 0.7), 12, 4)
+# Sized so that all six experiments with every baseline fit in about 1.5 h on 2 CPU cores
+# (docs/experiments.md has the arithmetic): short epochs of 8 batches of 80 windows.
+QUICK = Preset("quick", (0,), (0.1, 0.4, 0.7), 6, 3, batches_per_epoch=8, val_batches=2)
 
 
 @dataclass
@@ -59,6 +63,8 @@ class BenchConfig:
     ratios: tuple[float, ...] = FULL.ratios
     epochs: int = FULL.epochs
     patience: int = FULL.patience
+    batches_per_epoch: int = 0
+    val_batches: int = 0
     device: str = "cpu"
     teacher: str | None = None
     teacher_model: str | None = None
@@ -77,6 +83,8 @@ class BenchConfig:
         epochs: int | None = None,
         patience: int | None = None,
         models: Sequence[str] | None = None,
+        batches_per_epoch: int | None = None,
+        val_batches: int | None = None,
         **kw: Any,
     ) -> BenchConfig:
         """Preset values, overridden by whatever was given explicitly."""
@@ -88,6 +96,9 @@ class BenchConfig:
             epochs=epochs if epochs is not None else p.epochs,
             patience=patience if patience is not None else p.patience,
             models=tuple(models) if models else DEFAULT_MODELS,
+            batches_per_epoch=(batches_per_epoch if batches_per_epoch is not None
+                               else p.batches_per_epoch),
+            val_batches=val_batches if val_batches is not None else p.val_batches,
             quick=quick,
             **kw,
         )
@@ -108,6 +119,8 @@ class BenchConfig:
                 raise DataError("--ratios", f"training ratio must be in (0, 1), got {r}")
         if self.epochs < 1 or self.patience < 1:
             raise DataError("--epochs/--patience", "must be at least 1")
+        if self.batches_per_epoch < 0 or self.val_batches < 0:
+            raise DataError("--batches-per-epoch", "must be 0 (all) or positive")
         if self.teacher is not None and not Path(self.teacher).exists():
             raise DataError(self.teacher, "teacher file not found")
         if self.teacher_model is not None:
@@ -178,7 +191,9 @@ class RunCache:
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(max_epochs=self.cfg.epochs, patience=self.cfg.patience,
-                           device=self.cfg.device, progress=False)
+                           device=self.cfg.device, progress=False,
+                           limit_train_batches=self.cfg.batches_per_epoch,
+                           limit_val_batches=self.cfg.val_batches)
 
     def spec(self, key: RunKey, teacher: str | None = None) -> RunSpec:
         c = self.cfg
@@ -232,7 +247,7 @@ _COMPARED = ("model", "dataset", "start", "end", "train_ratio", "seed", "model_o
 def spec_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Names of the settings in which a saved run differs from the one wanted."""
     diff = [k for k in _COMPARED if _norm(saved.get(k)) != _norm(wanted.get(k))]
-    for k in ("max_epochs", "patience"):
+    for k in ("max_epochs", "patience", "limit_train_batches", "limit_val_batches"):
         if saved.get("train", {}).get(k) != wanted.get("train", {}).get(k):
             diff.append(k)
     return diff
@@ -330,7 +345,9 @@ def header_lines(title: str, cfg: BenchConfig, meta: dict[str, Any], extra: str 
         f"# {title}",
         "",
         f"- {preset}; seeds {list(cfg.seeds)}; at most {cfg.epochs} epochs, patience "
-        f"{cfg.patience}",
+        f"{cfg.patience}"
+        + (f", {cfg.batches_per_epoch} batches per epoch" if cfg.batches_per_epoch else "")
+        + (f", early stopping on {cfg.val_batches} validation batches" if cfg.val_batches else ""),
         f"- dataset {cfg.dataset}"
         + (f" from {cfg.start or 'start'} to {cfg.end or 'end'}" if cfg.start or cfg.end else ""),
         f"- teacher of the FlowDistill student: {cfg.teacher_label()}",

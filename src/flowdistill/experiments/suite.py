@@ -315,8 +315,12 @@ def hparams(
 ) -> dict[str, Path]:
     """Fig. 7–9: one loss weight at a time over the paper's grid, the others at their defaults."""
     cfg.needs_teacher(["flowdistill"])
-    grid = grid or HPARAM_GRID
     defaults = DistillConfig()
+    if grid is None:
+        grid = HPARAM_GRID if not cfg.quick else {  # quick: the grid's ends and the default
+            k: tuple(sorted({v[0], float(getattr(defaults, k)), v[-1]}))
+            for k, v in HPARAM_GRID.items()
+        }
     known = {f.name for f in fields(DistillConfig)}
     bad = set(grid) - known
     if bad:

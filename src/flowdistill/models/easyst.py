@@ -121,6 +121,11 @@ class EasySTObjective:
         }
 
 
+def make_objective(mask_threshold: float | None = 0.0) -> EasySTObjective:
+    """The objective the distillation run trains this student with (EasyST's defaults)."""
+    return EasySTObjective(mask_threshold=mask_threshold)
+
+
 @register("easyst", EasySTConfig, "EasyST IB-MLP student (Tang et al. 2024); distilled")
 def build(ctx: ModelContext, cfg: EasySTConfig) -> nn.Module:
     return EasySTStudent(ctx, cfg)

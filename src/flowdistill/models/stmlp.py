@@ -129,6 +129,11 @@ class STMLPObjective:
         return loss, {"mae": float(sup.detach()), "kd": float(kd.detach())}
 
 
+def make_objective(mask_threshold: float | None = 0.0) -> STMLPObjective:
+    """The objective the distillation run trains this student with (α = 0.5)."""
+    return STMLPObjective(mask_threshold=mask_threshold)
+
+
 @register("stmlp", STMLPConfig, "ST-MLP spatio-temporal mixing MLP student (Zhang et al. 2023)")
 def build(ctx: ModelContext, cfg: STMLPConfig) -> nn.Module:
     return STMLP(ctx, cfg)
