@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from flowdistill.data.windows import WindowConfig, Windows
+from flowdistill.data.windows import Windows
 from flowdistill.engine.trainer import TrainConfig, Trainer
 from flowdistill.models import ModelContext, build_model
 from flowdistill.teacher.backbone import load_causal_lm, load_tokenizer, prepare_decoder

@@ -61,6 +61,9 @@ def test_ratios_table_and_efficiency(bench):
     metrics = json.loads((out / "runs/flowdistill/r0.1/s0/metrics.json").read_text())
     assert float(fd["mae"]) == pytest.approx(metrics["test"]["mae"])
     assert metrics["teacher"]["model"] == "ha"
+    # the ha baseline run doubled as the student's teacher: no second ha training
+    assert (out / "teachers/ha/r0.1/s0/teacher.npz").exists()
+    assert not (out / "teachers/ha/r0.1/s0/metrics.json").exists()
     eff = _rows(out / "ratios-efficiency.csv")
     assert {e["model"] for e in eff} == {"ha", "last-value"}
     md = (out / "ratios.md").read_text()
@@ -78,6 +81,9 @@ def test_finished_runs_are_reused_and_mismatches_refused(bench):
     other = BenchConfig.make(**{**_kw(bench), "epochs": 3})
     with pytest.raises(DataError, match="other settings"):
         RunCache(other).get(RunKey("ha", 0.1, 0))
+    other_teacher = BenchConfig.make(**{**_kw(bench), "teacher_model": "last-value"})
+    with pytest.raises(DataError, match="teacher"):
+        RunCache(other_teacher).get(RunKey("flowdistill", 0.1, 0))
 
 
 def _kw(cfg: BenchConfig) -> dict:

@@ -174,20 +174,22 @@ def test_only_adapters_encoder_and_head_train(windows, tokenizer):
 def test_training_step_lowers_loss_on_fixed_batch(windows, tokenizer):
     model = tiny_teacher(windows, tokenizer)
     b = batch(windows, n=4)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     scaler = windows.scaler
 
     def loss() -> torch.Tensor:
         pred = scaler.inverse(model(b["x"], b["tod"], b["dow"], index=b["index"]))
         return (pred - b["y"]).abs().mean()
 
-    first = float(loss())
-    for _ in range(15):
+    with torch.no_grad():
+        first = float(loss())
+    for _ in range(6):
         opt.zero_grad()
         value = loss()
         value.backward()
         opt.step()
-    assert float(loss()) < 0.8 * first
+    with torch.no_grad():
+        assert float(loss()) < 0.8 * first
 
 
 def test_engine_trains_teacher_and_predict_file_roundtrips(windows, tokenizer, tmp_path):
@@ -331,3 +333,36 @@ def test_real_smollm2_generates_sensible_text():
         out = lm.generate(**enc, max_new_tokens=12, do_sample=False)
     answer = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "paris" in answer.lower(), answer
+
+
+# ------------------------------------------------------------------ CLI
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    import sys
+
+    from flowdistill.cli import app
+    from flowdistill.cli.common import run_guarded
+
+    monkeypatch.setattr(sys, "argv", ["flowdistill", *args])
+    code = run_guarded(app)
+    cap = capsys.readouterr()
+    return code, cap.out, " ".join(cap.err.split())
+
+
+def test_cli_import_npz_and_bad_input(monkeypatch, capsys, tmp_path):
+    ds_path = small_dataset().save(tmp_path / "tiny.npz")
+    windows = Windows(small_dataset(), WindowConfig(train_ratio=0.5, val_ratio=0.2, test_ratio=0.2))
+    np.savez(tmp_path / "tea.npz", data=windows.raw.transpose(1, 0, 2))
+    out = tmp_path / "teacher.npz"
+    code, stdout, _ = run_cli(monkeypatch, capsys, "teacher", "import", "npz",
+                              str(tmp_path / "tea.npz"), "--dataset", str(ds_path),
+                              "--train-ratio", "0.5", "--out", str(out))
+    assert code == 0, stdout
+    tp = TeacherPredictions.load(out)
+    assert tp.meta["layout"] == "NTC" and len(tp.window_ids) == len(windows.all_ids)
+    code, _, err = run_cli(monkeypatch, capsys, "teacher", "import", "npz",
+                           str(tmp_path / "tea.npz"), "--dataset", str(ds_path),
+                           "--layout", "TNC", "--out", str(out))
+    assert code == 2 and "error" in err
+    code, _, err = run_cli(monkeypatch, capsys, "teacher", "predict", "--model",
+                           str(tmp_path), "--out", str(out))
+    assert code == 2 and "not a teacher model folder" in err

@@ -40,9 +40,19 @@ def _report(tp, windows) -> None:
         ids = windows.ids(split)
         have = set(tp.window_ids.tolist())
         if all(int(w) in have for w in ids):
-            rows.append((f"{tp.model} [{split}]", file_metrics(tp, windows, split)))
+            rows.append((f"{tp.model} ({split})", file_metrics(tp, windows, split)))
     if rows:
         out.print(metrics_table("teacher file", rows))
+
+
+def _weights_tag(model_dir: Path) -> str:
+    """Ties part files to these exact weights, so a retrained model never reuses stale parts."""
+    import hashlib
+
+    from flowdistill.teacher.train import WEIGHTS_NAME
+
+    digest = hashlib.sha256((model_dir / WEIGHTS_NAME).read_bytes()).hexdigest()[:16]
+    return f"{model_dir.resolve()}|{digest}"
 
 
 @app.command("train")
@@ -108,9 +118,9 @@ def predict(
     ] = "all",
 ) -> None:
     """Forecast every window of the dataset (or of some splits) into a teacher file (resumable)."""
-    from flowdistill.teacher.train import load_teacher, predict_to_file
-
     import numpy as np
+
+    from flowdistill.teacher.train import load_teacher, predict_to_file
 
     model, windows, meta = load_teacher(model_dir, str(data_dir) if data_dir else None)
     if splits == "all":
@@ -119,7 +129,7 @@ def predict(
         ids = np.unique(np.concatenate([windows.ids(s.strip()) for s in splits.split(",")]))
     tp = predict_to_file(
         model, windows, out_file, ids=ids, batch_size=batch_size, chunk_size=chunk_size, device=device,
-        tag=str(model_dir.resolve()), info={"seed": meta.get("train", {}).get("seed", 0),
+        tag=_weights_tag(model_dir), info={"seed": meta.get("train", {}).get("seed", 0),
                                             "model_dir": str(model_dir), "splits": splits},
     )
     out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")

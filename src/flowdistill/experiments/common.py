@@ -8,6 +8,7 @@ A finished run made with other settings is refused rather than silently mixed in
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import math
@@ -22,7 +23,7 @@ import numpy as np
 from flowdistill.data.dataset import atomic_write_text
 from flowdistill.data.errors import DataError
 from flowdistill.engine.trainer import TrainConfig
-from flowdistill.experiments.runs import RunSpec, provenance, run
+from flowdistill.experiments.runs import KD_BASELINES, RunSpec, provenance, run
 from flowdistill.losses.distill import DistillConfig
 
 ALL_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -211,13 +212,35 @@ class RunCache:
             return c.teacher
         if not c.teacher_model:
             c.needs_teacher(["flowdistill"])
-        folder = self.cfg.out / "teachers" / str(c.teacher_model) / ratio_tag(ratio) / f"s{seed}"
-        path = folder / "teacher.npz"
+        return self.model_teacher(str(c.teacher_model), ratio, seed)
+
+    def teacher_path(self, model: str, ratio: float, seed: int) -> Path:
+        return self.cfg.out / "teachers" / model / ratio_tag(ratio) / f"s{seed}" / "teacher.npz"
+
+    def model_teacher(self, model: str, ratio: float, seed: int) -> str:
+        """A teacher file of ``model``'s forecasts at this ratio and seed, trained once and shared
+        (by the student's --teacher-model and by ST-MLP / EasyST, whose GNN teacher it is)."""
+        path = self.teacher_path(model, ratio, seed)
         if not path.exists():
-            spec = replace(self.spec(RunKey(str(c.teacher_model), ratio, seed)),
-                           save_teacher=str(path))
-            run(spec, folder)
+            run(replace(self.spec(RunKey(model, ratio, seed)), save_teacher=str(path)),
+                path.parent)
         return str(path)
+
+    def _shared_teachers(self) -> set[str]:
+        """Models whose forecasts serve as a teacher in this configuration."""
+        names = {str(self.cfg.teacher_model)} if self.cfg.teacher_model else set()
+        for m in self.cfg.models:
+            if m in KD_BASELINES:
+                names.add(importlib.import_module(KD_BASELINES[m]).TEACHER_MODEL)
+        return names
+
+    def _same_teacher(self, saved: dict[str, Any]) -> bool:
+        """Was a saved student run distilled from the teacher this configuration names?"""
+        c = self.cfg
+        if c.teacher:
+            return Path(saved.get("file", "")).resolve() == Path(c.teacher).resolve()
+        parts = Path(saved.get("file", "")).parts  # …/teachers/<model>/r<ratio>/s<seed>/…
+        return saved.get("model") == c.teacher_model and "teachers" in parts
 
     def done(self, key: RunKey) -> bool:
         return (self.folder(key) / "metrics.json").exists()
@@ -225,12 +248,13 @@ class RunCache:
     def get(self, key: RunKey) -> dict[str, Any]:
         """metrics.json of the run: reused when finished with the same settings, else trained."""
         folder = self.folder(key)
-        teacher = self.teacher_for(key.ratio, key.seed) if key.model == "flowdistill" else None
-        spec = self.spec(key, teacher)
         path = folder / "metrics.json"
-        if path.exists():
+        if path.exists():  # the teacher file's path is not compared: no need to make it
             result = json.loads(path.read_text())
-            diff = spec_differences(result.get("config", {}).get("run", {}), spec.to_dict())
+            diff = spec_differences(result.get("config", {}).get("run", {}),
+                                    self.spec(key).to_dict())
+            if key.model == "flowdistill" and not self._same_teacher(result.get("teacher") or {}):
+                diff.append("teacher")
             if diff:
                 raise DataError(
                     folder,
@@ -238,6 +262,17 @@ class RunCache:
                     "another --out, or delete that folder to retrain it",
                 )
             return result
+        if key.model == "flowdistill":
+            return run(self.spec(key, self.teacher_for(key.ratio, key.seed)), folder)
+        if key.model in KD_BASELINES:
+            # The same GNN teacher run() would train inside the run (same model, ratio, seed and
+            # training settings), trained once and shared by ST-MLP and EasyST.
+            gnn = importlib.import_module(KD_BASELINES[key.model]).TEACHER_MODEL
+            return run(self.spec(key, self.model_teacher(gnn, key.ratio, key.seed)), folder)
+        spec = self.spec(key)
+        path = self.teacher_path(key.model, key.ratio, key.seed)
+        if not key.variant and key.model in self._shared_teachers() and not path.exists():
+            spec = replace(spec, save_teacher=str(path))  # this run is also someone's teacher
         return run(spec, folder)
 
 
@@ -264,6 +299,10 @@ def run_all(cache: RunCache, keys: Sequence[RunKey], title: str) -> dict[RunKey,
     from flowdistill.cli.common import console
 
     results: dict[RunKey, dict[str, Any]] = {}
+    # Teachers first: a baseline that is also the student's or a KD model's teacher then writes
+    # its teacher file during its own run instead of being trained twice.
+    shared = cache._shared_teachers()
+    keys = sorted(keys, key=lambda k: 0 if (k.model in shared and not k.variant) else 1)
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("{task.fields[run]}"),

@@ -178,6 +178,6 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
                         + _demote(body)
                         + ("\n**Reading:**\n\n" + "\n".join(f"- {r}" for r in reading) + "\n"
                            if reading else ""))
-    text = "\n".join(parts) + "\n".join(summary) + "\n\n" + "\n".join(sections)
+    text = "\n".join(parts) + "\n" + "\n".join(summary) + "\n\n" + "\n".join(sections)
     atomic_write_text(out, text)
     return out

@@ -11,8 +11,12 @@ Memory of one forward pass (no_grad, eval mode):
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,11 +26,31 @@ from torch import nn
 from flowdistill.experiments.common import BenchConfig, RunCache, RunKey
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the profiler's native start/stop lines (written straight to file descriptor 2)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def cpu_forward_peak_bytes(fn: Any) -> int:
     """Peak live bytes allocated on CPU while ``fn()`` runs (torch.profiler memory events)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU],
+                                         profile_memory=True) as prof:
         fn()
     events = sorted(prof.events(), key=lambda e: e.time_range.start)
     live = peak = 0
@@ -127,6 +151,7 @@ def measure(
                     ids = np.tile(test_ids, k)
                     chunks = [_batch(windows, ids[i : i + latency_batch], device)
                               for i in range(0, len(ids), latency_batch)]
+                    _call(model, *chunks[0])  # warm-up at the timed batch size
                     times = []
                     for _ in range(max(repeats, 1)):
                         if device.type == "cuda":

@@ -281,7 +281,7 @@ def volume(cfg: BenchConfig, ratio: float = 0.5, buckets: int = 5) -> dict[str, 
                           if x["model"] == m and x["bucket"] == b), "–") for b in range(1, nb + 1)]
              for m in cfg.models]
     body = (f"Test MAE / RMSE per bucket of regions, at a {100 * ratio:g}% training ratio (the "
-            "paper's Fig. 6 setting). A region's volume is its mean flow per slot (inflow and "
+            "paper's Fig. 6 is at 50%). A region's volume is its mean flow per slot (inflow and "
             f"outflow) over the training part; buckets are volume quintiles "
             f"({buckets} buckets, low to high).\n\n")
     body += markdown_table(["model"] + bucket_names, table)

@@ -60,6 +60,7 @@ class _STSGCL(nn.Module):
         s = cfg.window
         self.N, self.win = N, s
         self.num_windows = T - s + 1
+
         def blk(i: int, j: int) -> torch.Tensor:
             return adj_local[i * N : (i + 1) * N, j * N : (j + 1) * N]
 

@@ -62,7 +62,7 @@ class _WindowAttentionLayer(nn.Module):
         w = t // s
         params = self.gen(z).view(b, n, 3, d, d) / math.sqrt(d)
         wq, wk, wv = params.unbind(2)
-        hw = h[:, :, : w * s].reshape(b, n, w, s, d)
+        hw = h[:, :, t - w * s :].reshape(b, n, w, s, d)  # drop the oldest steps if t % s
         k = torch.einsum("bnwsd,bnde->bnwse", hw, wk).reshape(b, n, w, s, nh, d // nh)
         v = torch.einsum("bnwsd,bnde->bnwse", hw, wv).reshape(b, n, w, s, nh, d // nh)
         q = torch.einsum("d,bnde->bne", self.proxy, wq).reshape(b, n, nh, d // nh)
