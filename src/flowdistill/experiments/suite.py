@@ -467,7 +467,7 @@ def scalability(
             f"{100 * ratio:g}% training, device {res['device']}. "
             f"**Memory**: {res['memory_method']}. "
             f"**Latency**: wall time of forward passes (no_grad, eval mode, batches of "
-            f"{latency_batch}) over the test windows tiled 1×…5× "
+            f"{latency_batch}) over the test windows tiled {multiples[0]}×…{multiples[-1]}× "
             f"({res['test_windows']} windows at 1×), median of {repeats} repeat(s), data "
             "already in tensors.\n\n")
     body += "### Peak forward memory (MiB) vs batch size\n\n" + markdown_table(
