@@ -50,6 +50,15 @@ def small_dataset(days: int = 10, seed: int = 0) -> FlowDataset:
     )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matrices: a second intra-op thread only adds wake-up latency (100x on a busy box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     try:

@@ -33,9 +33,9 @@ class DistillConfig:
     lambda_tem: float = 0.35
     k_r: int = 8
     window: int = 12  # H of Eq. 11
-    tbl_gate: str = "text"
-    tbl_target: str = "teacher"
-    tbl_granularity: str = "element"
+    tbl_gate: str = "eq2"
+    tbl_target: str = "truth"
+    tbl_granularity: str = "batch"
     spa_reference: str = "teacher"
     spa_form: str = "difference"
     tem_reference: str = "teacher"
