@@ -54,6 +54,17 @@ def synthetic() -> FlowDataset:
     return make_synthetic()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tiny test models run faster on one thread (and do not fight other processes for cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _no_network_env(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

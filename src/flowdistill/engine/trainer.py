@@ -170,10 +170,10 @@ class Trainer:
         sched = torch.optim.lr_scheduler.StepLR(opt, max(cfg.lr_decay_every, 1), cfg.lr_decay)
         ckpt_dir = Path(out_dir) / "checkpoints" if out_dir is not None else None
         start_epoch, bad_epochs = 0, 0
-        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_state = trainable_state(model)
         if ckpt_dir is not None and resume and (ckpt_dir / "last.pt").exists():
             state = torch.load(ckpt_dir / "last.pt", map_location=self.device, weights_only=False)
-            model.load_state_dict(state["model"])
+            model.load_state_dict(state["model"], strict=False)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
@@ -200,14 +200,14 @@ class Trainer:
             losses: list[float] = []
             parts: dict[str, list[float]] = {}
             bar = tqdm(
-                batches,
+                total=sum(len(b) for b in batches),
                 desc=f"epoch {epoch + 1}/{cfg.max_epochs}",
                 disable=not cfg.progress or rank != 0,
                 leave=False,
-                unit="batch",
+                unit="window",
             )
             opt.zero_grad(set_to_none=True)
-            for step, ids in enumerate(bar):
+            for step, ids in enumerate(batches):
                 batch = self._batch(train, ids)
                 loss, logs = objective(self._forward(net, batch), batch, windows.scaler)
                 (loss / cfg.grad_accumulation).backward()
@@ -219,13 +219,15 @@ class Trainer:
                 losses.append(float(loss.detach()))
                 for k, v in logs.items():
                     parts.setdefault(k, []).append(v)
+                bar.update(len(ids))
                 bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+            bar.close()
             sched.step()
             val_mae = self.evaluate(model, windows, "val", limit_batches=cfg.limit_val_batches)["mae"]
             improved = val_mae < result.best_val_mae
             if improved:
                 result.best_val_mae, result.best_epoch, bad_epochs = val_mae, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = trainable_state(model)
             else:
                 bad_epochs += 1
             row = {
@@ -253,7 +255,7 @@ class Trainer:
                 result.stopped_early = True
                 break
         result.epochs_run = len(result.history)
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state, strict=False)
         if ckpt_dir is not None and rank == 0:
             torch.save(best_state, _tmp(ckpt_dir / "best.pt"))
             os.replace(_tmp(ckpt_dir / "best.pt"), ckpt_dir / "best.pt")
@@ -262,7 +264,7 @@ class Trainer:
     def _save_checkpoint(self, ckpt_dir, model, opt, sched, epoch, bad_epochs, result, best_state):
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         state = {
-            "model": model.state_dict(),
+            "model": trainable_state(model),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "epoch": epoch,
@@ -312,6 +314,12 @@ class Trainer:
         return evaluate_metrics(
             pred, truth, self.cfg.mask_threshold, tuple(windows.dataset.channels)
         )
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict minus frozen parameters (an LLM backbone's weights are rebuilt, not saved)."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
 
 
 def _tmp(path: Path) -> Path:
