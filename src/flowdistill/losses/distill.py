@@ -38,7 +38,7 @@ class DistillConfig:
     tbl_granularity: str = "batch"
     spa_reference: str = "teacher"
     spa_form: str = "difference"
-    tem_reference: str = "teacher"
+    tem_reference: str = "truth"
     tem_form: str = "difference"
     use_tbl: bool = True
     use_ib: bool = True
