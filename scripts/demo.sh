@@ -16,11 +16,14 @@ mkdir -p "$OUT"
 
 flowdistill data info nyc-taxi-manhattan
 flowdistill train --model ha --train-ratio "$RATIO" --out "$OUT/ha" --quiet
-flowdistill teacher train --train-ratio "$RATIO" --layers "${TEACHER_LAYERS:-2}" \
-  --steps "${TEACHER_STEPS:-300}" --out "$OUT/teacher"
-flowdistill teacher predict --model "$OUT/teacher" --out "$OUT/teacher/teacher.npz"
+flowdistill teacher train --train-ratio "$RATIO" --layers "${TEACHER_LAYERS:-1}" \
+  --steps "${TEACHER_STEPS:-150}" --val-every 50 --val-batches 1 --batch-size 8 --lr 3e-3 \
+  --out "$OUT/teacher"
+# the student needs the teacher on the training windows; validation and test are scored for the table
+flowdistill teacher predict --model "$OUT/teacher" --splits train,val,test --batch-size 64 \
+  --out "$OUT/teacher/teacher.npz"
 flowdistill distill --teacher "$OUT/teacher/teacher.npz" --train-ratio "$RATIO" --seed 0 \
-  --epochs "${STUDENT_EPOCHS:-100}" --out "$OUT/student"
+  --epochs "${STUDENT_EPOCHS:-40}" --patience 8 --out "$OUT/student"
 python - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
