@@ -52,8 +52,12 @@ def split_sets(sets: dict[str, Any], model: str) -> tuple[dict[str, Any], dict[s
 
 
 def _report(result: dict[str, Any], out_dir: Path) -> None:
+    import os
+
     from rich.table import Table
 
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
     t = Table(title=f"{result['model']} on {result['dataset']['name']} — test windows")
     for col in ("", "MAE", "RMSE", "MAPE"):
         t.add_column(col, justify="right" if col else "left")

@@ -178,11 +178,15 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
         },
         **provenance(),
     }
-    if out is not None:
+    is_main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+    result["world_size"] = (
+        torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    )
+    if out is not None and is_main:
         out.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), out / "model.pt")
         write_json(out / "metrics.json", result)
-    if spec.save_teacher:
+    if spec.save_teacher and is_main:
         ids = windows.all_ids
         preds = trainer.predict(model, windows, ids)
         TeacherPredictions.create(
