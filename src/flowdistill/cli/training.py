@@ -119,10 +119,8 @@ def register(app: typer.Typer) -> None:
             teacher=str(teacher) if teacher else None, model_options=model_sets,
             distill=replace(DistillConfig(), **loss_sets),
             train=_train_config(epochs, patience, device, quiet, batch_size, lr),
-            save_teacher=str(save_teacher) if save_teacher else None,
+            save_teacher=str(save_teacher) if save_teacher else None, resume=resume,
         )
-        if not resume and (out_dir / "checkpoints" / "last.pt").exists():
-            (out_dir / "checkpoints" / "last.pt").unlink()
         _report(run(spec, out_dir), out_dir)
 
     @app.command("distill")
@@ -160,10 +158,8 @@ def register(app: typer.Typer) -> None:
             model="flowdistill", dataset=dataset, data_dir=str(data_dir) if data_dir else None,
             start=start, end=end, train_ratio=train_ratio, seed=seed, teacher=str(teacher),
             model_options=model_sets, distill=cfg,
-            train=_train_config(epochs, patience, device, quiet, batch_size, lr),
+            train=_train_config(epochs, patience, device, quiet, batch_size, lr), resume=resume,
         )
-        if not resume and (out_dir / "checkpoints" / "last.pt").exists():
-            (out_dir / "checkpoints" / "last.pt").unlink()
         _report(run(spec, out_dir), out_dir)
 
     @app.command("models")

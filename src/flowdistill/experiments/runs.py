@@ -48,9 +48,11 @@ class RunSpec:
     distill: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     save_teacher: str | None = None  # also write this model's predictions as a teacher file
+    resume: bool = True  # continue from OUT/checkpoints/last.pt when it exists
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("resume")  # how the run was carried out, not what it is
         if self.model != "flowdistill":
             d.pop("distill")
         return d
@@ -153,7 +155,7 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
         teacher_info["test"] = _teacher_scores(teacher, windows, train_cfg.mask_threshold)
 
     model = build_model(spec.model, ctx, options)
-    fit = trainer.fit(model, windows, objective, out, extras)
+    fit = trainer.fit(model, windows, objective, out, extras, resume=spec.resume)
     val = trainer.evaluate(model, windows, "val")
     test = trainer.evaluate(model, windows, "test")
     result: dict[str, Any] = {
