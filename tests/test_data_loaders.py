@@ -48,6 +48,24 @@ def test_nyc_manhattan_2020_sub_period(shared_data):
     assert whole.flows[:17520].mean() > 3 * whole.flows[17520:].mean()  # the 2020 drop
 
 
+def test_nyc_bike_manhattan_swaps_the_source_file_names(shared_data, nyc):
+    """The Citi Bike source's "inflow" file counts trip starts: our inflow (arrivals) is its
+    "outflow" file, our outflow (departures) its "inflow" file."""
+    bike = load_dataset("nyc-bike-manhattan", shared_data)
+    assert (bike.num_slots, bike.num_regions) == (17520, 69)
+    assert bike.start == nyc.start and bike.region_ids == nyc.region_ids
+    folder = shared_data / "nyc-bike-manhattan"
+    with np.load(folder / "201901-202012-NYCbike-inflow.npz") as z:
+        starts = z["arr_0"][:17520]
+    with np.load(folder / "201901-202012-NYCbike-outflow.npz") as z:
+        ends = z["arr_0"][:17520]
+    assert np.array_equal(bike.flows[..., 0], ends) and np.array_equal(bike.flows[..., 1], starts)
+    assert bike.extra["mode"] == "bike"
+    assert 12 < bike.flows.mean() < 15  # README: 13.4 trips per zone-slot in 2019
+    with pytest.raises(Exception, match="nyc-bike-manhattan"):
+        load_dataset("nyc-boat-manhattan", shared_data)
+
+
 # ------------------------------------------------------------------------------ zone polygons
 def test_taxi_zone_polygons(shared_data):
     zones = read_zones(shared_data / "nyc-taxi-zones" / "taxi_zones.shp", "LocationID", "zone")

@@ -154,11 +154,13 @@ def test_st_embeddings_land_at_his_positions(windows, tokenizer, layout):
     # the k-th <ST_HIS> (prompt-major, position-minor) carries region vector k
     for k, (p, t) in enumerate(pos):
         assert torch.all(emb[p, t] == 1000.0 + k)
-    # every other position keeps a token embedding (no encoder value leaked there)
-    others = emb[tokens.ids != model.his_id]
-    assert (others < 999).all()
     pre = tokens.ids == model.pre_id
-    assert torch.allclose(emb[pre], model.st_embed[2].expand(int(pre.sum()), -1))
+    # every other position keeps a token embedding (no encoder value leaked there)
+    others = emb[(tokens.ids != model.his_id) & ~pre]
+    assert (others < 999).all()
+    # <ST_PRE> of region r in window w = shared PRE vector + region r's query + its encoder vector
+    want = model.st_embed[2] + model.pre_region.repeat(len(ids), 1) + st + 1000.0
+    assert torch.allclose(emb[pre], want)
 
 
 @pytest.mark.parametrize("layout", ["city", "region"])
@@ -375,3 +377,78 @@ def test_cli_import_npz_and_bad_input(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "teacher", "predict", "--model",
                            str(tmp_path), "--out", str(out))
     assert code == 2 and "not a teacher model folder" in err
+
+
+def test_cached_prefix_gives_the_same_forecast(windows, tokenizer):
+    """The prefix's keys/values computed once and repeated per window = the whole prompt at once."""
+    model = tiny_teacher(windows, tokenizer)
+    b = batch(windows, n=3)
+    args = (b["x"], b["tod"], b["dow"])
+    model.eval()
+    with torch.no_grad():
+        cached = model(*args, index=b["index"])
+        again = model(*args, index=b["index"])  # reuses the stored prefix
+        model.cfg.cache_prefix = False
+        whole = model(*args, index=b["index"])
+    assert model.tokenize([30]).ids.shape[1] > 0
+    torch.testing.assert_close(cached, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again, cached)
+
+
+def test_teacher_windows_join_sources_without_crossing(tokenizer):
+    """Target first (its own window ids), then another source's slots before validation only."""
+    from flowdistill.teacher.sources import SourceScaledMAE, TeacherWindows
+
+    target = small_dataset(days=20)
+    other = small_dataset(days=20, seed=1)
+    other.flows[:] = other.flows * 0.25
+    cfg = WindowConfig(train_ratio=0.2, val_ratio=0.2, test_ratio=0.2)
+    plain = Windows(target, cfg)
+    strict = TeacherWindows(target, cfg, pool="train", extra=[other])
+    wide = TeacherWindows(target, cfg, pool="val", extra=[other])
+    for tw in (strict, wide):
+        assert np.array_equal(tw.ids("val"), plain.ids("val"))
+        assert np.array_equal(tw.ids("test"), plain.ids("test"))
+        src = tw.source_of(tw.ids("train"))
+        assert set(src.tolist()) == {0, 1}
+        own = tw.ids("train")[src == 0]
+        # no target training window reaches validation; the other source stops before it too
+        assert own.max() + cfg.output_len <= tw.bounds.train_end <= plain.bounds.val_start
+        seg = tw.segments[1]
+        assert seg.offset == target.num_slots and seg.length == plain.bounds.val_start
+        got = tw.ids("train")[src == 1]
+        assert got.min() - cfg.input_len >= seg.offset
+        assert got.max() + cfg.output_len <= seg.offset + seg.length
+        # the other source's windows read the other source's flows
+        w = int(got[0])
+        assert np.allclose(tw.targets(np.array([w]))[0], other.flows[w - seg.offset:
+                                                                      w - seg.offset + 12])
+    assert np.array_equal(strict.ids("train")[strict.source_of(strict.ids("train")) == 0],
+                          plain.ids("train"))
+    assert len(wide.ids("train")) > len(strict.ids("train"))
+    # the objective: a perfect forecast in each source's own scaled space costs nothing
+    ids = wide.ids("train")[[0, -1]]
+    data = wide.torch_dataset("train", wide.source_extra())
+    bt = data.get_batch(ids)
+    perfect = torch.from_numpy(wide.scaled[ids[:, None] + np.arange(12)])
+    from flowdistill.models.base import as_output
+
+    loss, _ = SourceScaledMAE(wide)(as_output(perfect), bt, wide.scaler)
+    assert float(loss) < 1e-4
+    loss, _ = SourceScaledMAE(wide)(as_output(perfect + 1.0), bt, wide.scaler)
+    # one scaled unit off everywhere = the target's std in target units (masked on flow > 0)
+    assert float(loss) == pytest.approx(float(wide.scaler.std.mean()), rel=0.05)
+
+
+def test_prompts_name_each_source_and_its_own_dates():
+    from flowdistill.teacher.prompts import city_prompt, locate
+    from flowdistill.teacher.sources import Segment
+
+    ds = small_dataset()
+    segs = [Segment("a", "taxi", 0, 480, "2019-01-01T00:00:00"),
+            Segment("b", "bike", 480, 200, "2019-01-01T00:00:00")]
+    facts = PromptFacts.from_dataset(ds, segments=segs)
+    assert locate(facts, 24) == ("taxi", pd.Timestamp("2019-01-01 12:00"))
+    assert locate(facts, 480 + 24) == ("bike", pd.Timestamp("2019-01-01 12:00"))
+    assert "Bike flow from January 1, 2019, 06:00" in city_prompt(facts, 480 + 24)
+    assert "Taxi flow" in city_prompt(facts, 24)

@@ -89,6 +89,25 @@ def train(
     grad_accumulation: Annotated[int, typer.Option("--grad-accumulation")] = 1,
     lr: Annotated[float, typer.Option("--lr")] = 2e-3,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: no LoRA).")] = 8,
+    pool: Annotated[
+        str,
+        typer.Option("--pool", help="Target slots to tune on: 'train' (the student's own training "
+                     "slots: the strict teacher) or 'val' (every slot before validation)."),
+    ] = "train",
+    extra: Annotated[
+        list[str] | None,
+        typer.Option("--extra", help="Another dataset on the same regions to tune on, e.g. "
+                     "nyc-bike-manhattan (its slots before validation; repeatable)."),
+    ] = None,
+    pre_query: Annotated[
+        str, typer.Option("--pre-query", help="<ST_PRE> input: shared, region or region+his.")
+    ] = "region+his",
+    head_his: Annotated[
+        str, typer.Option("--head-his", help="<ST_HIS> states in the head: detached, attached, none.")
+    ] = "detached",
+    cache_prefix: Annotated[
+        bool, typer.Option("--cache-prefix/--no-cache-prefix", help="Reuse the constant prefix's K/V.")
+    ] = True,
     device: DeviceOpt = "cpu",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or bfloat16 (GPU).")] = "float32",
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -97,15 +116,18 @@ def train(
     """Fine-tune the teacher (LoRA + ST encoder + head) on the training windows."""
     _set_threads(threads)
     from flowdistill.teacher.model import TeacherConfig
-    from flowdistill.teacher.train import train_config, train_teacher
+    from flowdistill.teacher.train import DataSpec, train_config, train_teacher
 
-    spec, windows = _windows(dataset, data_dir, start, end, train_ratio)
-    cfg = TeacherConfig(backbone=backbone, layers=layers, layout=layout, dtype=dtype, lora_r=lora_r)
+    spec = DataSpec(dataset, str(data_dir) if data_dir else None, start, end, train_ratio,
+                    pool=pool, extra=tuple(extra or ()))
+    windows = spec.windows()
+    cfg = TeacherConfig(backbone=backbone, layers=layers, layout=layout, dtype=dtype, lora_r=lora_r,
+                        pre_query=pre_query, head_his=head_his, cache_prefix=cache_prefix)
     tcfg = train_config(steps, val_every, batch_size, lr, val_batches, seed=seed, device=device,
                         grad_accumulation=grad_accumulation)
     console.print(
         f"teacher: {backbone} ({layers or 'all'} layers, {layout} prompts), {steps} steps of "
-        f"{batch_size} windows on {len(windows.ids('train'))} training windows"
+        f"{batch_size} windows on {len(windows.ids('train'))} training windows ({spec.describe()})"
     )
     _, result = train_teacher(spec, cfg, tcfg, out_dir, windows)
     out.print(
@@ -142,7 +164,8 @@ def predict(
     if splits == "all":
         ids = windows.all_ids
     else:
-        ids = np.unique(np.concatenate([windows.ids(s.strip()) for s in splits.split(",")]))
+        own = getattr(windows, "target", windows)  # the student's windows, not the tuning pool
+        ids = np.unique(np.concatenate([own.ids(s.strip()) for s in splits.split(",")]))
     tp = predict_to_file(
         model, windows, out_file, ids=ids, batch_size=batch_size, chunk_size=chunk_size, device=device,
         tag=_weights_tag(model_dir), info={"seed": meta.get("train", {}).get("seed", 0),

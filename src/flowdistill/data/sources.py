@@ -17,7 +17,20 @@ from flowdistill.data.geo import NYC_ZONE_ALIASES, read_zones
 ENV_VAR = "FLOWDISTILL_DATA_DIR"
 DEFAULT_DATASET = "nyc-taxi-manhattan"
 # The paper's one-year span; any sub-period can be chosen instead.
-DEFAULT_PERIODS = {"nyc-taxi-manhattan": ("2019-01-01", "2019-12-31")}
+DEFAULT_PERIODS = {
+    "nyc-taxi-manhattan": ("2019-01-01", "2019-12-31"),
+    "nyc-bike-manhattan": ("2019-01-01", "2019-12-31"),
+}
+# Built-in datasets on the 69 Manhattan taxi zones: folder, file stem, (arrivals file, departures file).
+# The Citi Bike source names its files the other way round: its "inflow" array counts trip starts
+# (departures, by start time) and its "outflow" array trip ends, so arrivals come from "outflow".
+NYC_MANHATTAN = {
+    "nyc-taxi-manhattan": ("nyc-taxi-manhattan", "201901-202012-NYCtaxi", ("inflow", "outflow"),
+                           "taxi"),
+    "nyc-bike-manhattan": ("nyc-bike-manhattan", "201901-202012-NYCbike", ("outflow", "inflow"),
+                           "bike"),
+}
+BUILTIN_DATASETS = tuple(NYC_MANHATTAN)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -63,30 +76,39 @@ def nyc_pois(data_dir: Path, location_ids: list[str]) -> list[list[str]]:
     return out
 
 
-def load_nyc_taxi_manhattan(
+def load_nyc_manhattan(
+    name: str = "nyc-taxi-manhattan",
     data_dir: str | os.PathLike[str] | None = None,
     start: str | None = None,
     end: str | None = None,
 ) -> FlowDataset:
-    """The 69 Manhattan zones, 30-minute inflow/outflow, 2019–2020 (default: 2019)."""
+    """The 69 Manhattan zones, 30-minute inflow (arrivals) / outflow (departures), 2019–2020.
+
+    ``name`` is ``nyc-taxi-manhattan`` (yellow taxi) or ``nyc-bike-manhattan`` (Citi Bike, same zones,
+    column order and slots; zone list and graph come from the taxi folder). Default period: 2019.
+    """
+    if name not in NYC_MANHATTAN:
+        raise DataError(name, f"unknown dataset; built-in ones are {', '.join(BUILTIN_DATASETS)}")
+    folder_name, stem, (arr_file, dep_file), mode = NYC_MANHATTAN[name]
     root = resolve_data_dir(data_dir)
-    folder = root / "nyc-taxi-manhattan"
-    inflow = _load_npz_array(folder / "201901-202012-NYCtaxi-inflow.npz")
-    outflow = _load_npz_array(folder / "201901-202012-NYCtaxi-outflow.npz")
+    folder = root / folder_name
+    zones_dir = root / "nyc-taxi-manhattan"
+    inflow = _load_npz_array(folder / f"{stem}-{arr_file}.npz")
+    outflow = _load_npz_array(folder / f"{stem}-{dep_file}.npz")
     if inflow.shape != outflow.shape:
         raise DataError(
             folder,
             f"inflow {inflow.shape} and outflow {outflow.shape} differ in shape",
         )
     if inflow.ndim != 2:
-        raise DataError(folder / "201901-202012-NYCtaxi-inflow.npz", f"expected (T, N), got {inflow.shape}")
-    zones = pd.read_csv(_need(folder / "manhattan_zones.csv")).sort_values("graph_id")
+        raise DataError(folder / f"{stem}-{arr_file}.npz", f"expected (T, N), got {inflow.shape}")
+    zones = pd.read_csv(_need(zones_dir / "manhattan_zones.csv")).sort_values("graph_id")
     if len(zones) != inflow.shape[1]:
         raise DataError(
-            folder / "manhattan_zones.csv",
+            zones_dir / "manhattan_zones.csv",
             f"{len(zones)} zones listed but flows have {inflow.shape[1]} columns",
         )
-    adj = pd.read_csv(_need(folder / "W_adj_matrix.csv")).to_numpy(dtype=np.float32)
+    adj = pd.read_csv(_need(zones_dir / "W_adj_matrix.csv")).to_numpy(dtype=np.float32)
     ids = [str(int(z)) for z in zones["zone_id"]]
     centroids = None
     shp = root / "nyc-taxi-zones" / "taxi_zones.shp"
@@ -94,7 +116,7 @@ def load_nyc_taxi_manhattan(
         centroids = read_zones(shp, "LocationID", "zone").subset(ids, NYC_ZONE_ALIASES).centroids() * 0.3048
     pois = nyc_pois(root, ids) if (root / "nyc-taxi-zones" / "zone_poi.json").exists() else None
     ds = FlowDataset(
-        name="nyc-taxi-manhattan",
+        name=name,
         city="New York City (Manhattan)",
         flows=np.stack([inflow, outflow], axis=-1),
         start=pd.Timestamp("2019-01-01 00:00"),
@@ -105,10 +127,21 @@ def load_nyc_taxi_manhattan(
         centroids=centroids,
         pois=pois,
         source=str(folder),
+        extra={"mode": mode, "inflow": "arrivals by zone", "outflow": "departures by zone",
+               "files": {"inflow": f"{stem}-{arr_file}.npz", "outflow": f"{stem}-{dep_file}.npz"}},
     )
     if start is None and end is None:
-        start, end = DEFAULT_PERIODS["nyc-taxi-manhattan"]
+        start, end = DEFAULT_PERIODS[name]
     return ds.select_period(start, end)
+
+
+def load_nyc_taxi_manhattan(
+    data_dir: str | os.PathLike[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> FlowDataset:
+    """The 69 Manhattan zones, yellow taxi, 30 minutes (default: 2019)."""
+    return load_nyc_manhattan("nyc-taxi-manhattan", data_dir, start, end)
 
 
 def load_dataset(
@@ -118,8 +151,8 @@ def load_dataset(
     end: str | None = None,
 ) -> FlowDataset:
     """A built-in dataset name, a saved FlowDistill ``.npz``, or a generic tensor file."""
-    if name_or_path == "nyc-taxi-manhattan":
-        return load_nyc_taxi_manhattan(data_dir, start, end)
+    if name_or_path in NYC_MANHATTAN:
+        return load_nyc_manhattan(name_or_path, data_dir, start, end)
     path = Path(name_or_path)
     if path.suffix in (".npz", ".npy") or path.exists():
         if not path.exists():
@@ -140,6 +173,7 @@ def load_dataset(
         )
     raise DataError(
         name_or_path,
-        "unknown dataset: give 'nyc-taxi-manhattan' or the path of a dataset built with "
+        f"unknown dataset: give one of {', '.join(BUILTIN_DATASETS)} or the path of a "
+        "dataset built with "
         "`flowdistill data build`",
     )

@@ -8,6 +8,7 @@ trained; the pretrained weights stay frozen.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -26,7 +27,10 @@ from flowdistill.teacher.backbone import (
     load_decoder,
 )
 from flowdistill.teacher.encoder import STEncoder
-from flowdistill.teacher.prompts import LAYOUTS, PromptFacts, render
+from flowdistill.teacher.prompts import LAYOUTS, PromptFacts, city_body, city_prefix, render
+
+PRE_QUERIES = ("shared", "region", "region+his")
+HEAD_HIS = ("detached", "attached", "none")
 
 
 @dataclass
@@ -47,10 +51,21 @@ class TeacherConfig:
     region_embedding: bool = True
     calendar_embedding: bool = True
     max_pois: int = 10
+    # What an <ST_PRE> token carries in: one shared vector ("shared", UrbanGPT), plus a learned
+    # query per region ("region"), plus that region's encoder vector too ("region+his").
+    pre_query: str = "region+his"
+    # How the head sees the <ST_HIS> hidden states: "detached" (UrbanGPT), "attached", "none".
+    head_his: str = "detached"
+    # Compute the constant instruction prefix once per batch and reuse its keys/values (city layout).
+    cache_prefix: bool = True
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"unknown prompt layout {self.layout!r}; choose from {LAYOUTS}")
+        if self.pre_query not in PRE_QUERIES:
+            raise ValueError(f"unknown pre_query {self.pre_query!r}; choose from {PRE_QUERIES}")
+        if self.head_his not in HEAD_HIS:
+            raise ValueError(f"unknown head_his {self.head_his!r}; choose from {HEAD_HIS}")
         self.lora_targets = tuple(self.lora_targets)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,16 +124,49 @@ class STLLMTeacher(nn.Module):
         # Trainable embeddings of <ST_start>, <ST_end>, <ST_PRE> (the LLM's table stays frozen).
         scale = float(emb.weight.detach().float().std())
         self.st_embed = nn.Parameter(torch.randn(3, d) * scale)
+        # One learned query per region for its <ST_PRE> token: with a shared vector only the
+        # position tells 69 prediction tokens apart.
+        self.pre_region = (
+            nn.Parameter(torch.randn(facts.num_regions, d) * scale)
+            if cfg.pre_query != "shared" else None
+        )
+        # Which source (taxi, bike, ...) a window comes from, when the teacher is tuned on several.
+        n_src = len(facts.segments or [])
+        self.source_embed = nn.Embedding(n_src, d) if n_src > 1 else None
+        if self.source_embed is not None:
+            nn.init.normal_(self.source_embed.weight, std=0.02)
+        self._seg_offsets = torch.tensor([int(g["offset"]) for g in facts.segments or [{"offset": 0}]])
         h, out = cfg.head_hidden, facts.output_len * num_channels
-        self.head_his = nn.Linear(d, h)
+        self.head_his = nn.Linear(d, h) if cfg.head_his != "none" else None
         self.head_pre = nn.Linear(d, h)
-        self.head_out = nn.Linear(2 * h, out)
+        self.head_out = nn.Linear((1 if cfg.head_his == "none" else 2) * h, out)
+        self._prefix_cache: Any = None
 
     # ------------------------------------------------------------------ prompts
+    @property
+    def uses_prefix_cache(self) -> bool:
+        return self.cfg.cache_prefix and self.cfg.layout == "city"
+
+    def prefix_ids(self) -> torch.Tensor:
+        """(1, P) token ids of the constant instruction prefix (city layout)."""
+        ids = self.tokenizer(city_prefix(self.facts), add_special_tokens=False)["input_ids"]
+        return torch.as_tensor(ids, dtype=torch.long)[None]
+
     def tokenize(self, windows: list[int]) -> TokenBatch:
-        """Right-padded token ids of the prompts of these windows."""
-        texts = render(self.facts, windows, self.cfg.layout, self.cfg.max_pois)
-        enc = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        """Right-padded token ids of the prompts (without the cached prefix, when it is cached).
+
+        City prompts are tokenized as prefix + body, with or without the cache, so both paths see
+        the same tokens.
+        """
+        if self.cfg.layout == "city":
+            body = [city_body(self.facts, int(w)) for w in windows]
+            enc = self.tokenizer(body, add_special_tokens=False)["input_ids"]
+            if not self.uses_prefix_cache:
+                prefix = self.prefix_ids()[0].tolist()
+                enc = [prefix + e for e in enc]
+        else:
+            texts = render(self.facts, windows, self.cfg.layout, self.cfg.max_pois)
+            enc = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         width = max(len(e) for e in enc)
         ids = torch.full((len(enc), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(enc), width), dtype=torch.long)
@@ -130,7 +178,9 @@ class STLLMTeacher(nn.Module):
     def embed(self, tokens: TokenBatch, st_his: torch.Tensor) -> torch.Tensor:
         """Token embeddings with the encoder's vectors spliced in at the ``<ST_HIS>`` positions.
 
-        ``st_his`` is (P, d) in prompt order: window-major, region-minor in both layouts.
+        ``st_his`` is (P, d) in prompt order: window-major, region-minor in both layouts. Each
+        ``<ST_PRE>`` gets the shared PRE vector plus, per ``pre_query``, its region's query and its
+        region's encoder vector.
         """
         ids = tokens.ids.to(st_his.device)
         table = self.decoder.get_input_embeddings()
@@ -142,7 +192,34 @@ class STLLMTeacher(nn.Module):
         x = x.masked_scatter(his, st_his)
         for row, tid in enumerate((self.start_id, self.end_id, self.pre_id)):
             x = torch.where((ids == tid).unsqueeze(-1), self.st_embed[row].to(x.dtype), x)
+        if self.pre_region is not None:
+            pre = (ids == self.pre_id).unsqueeze(-1)
+            n = self.num_regions
+            query = self.pre_region.to(x.dtype).repeat(st_his.shape[0] // n, 1)
+            if self.cfg.pre_query == "region+his":
+                query = query + st_his
+            x = x + torch.zeros_like(x).masked_scatter(pre, query)
         return x
+
+    def train(self, mode: bool = True) -> STLLMTeacher:
+        self._prefix_cache = None  # weights may change: the prefix's keys/values with them
+        return super().train(mode)
+
+    def _prefix_kv(self, batch: int, device: torch.device, dtype: torch.dtype) -> tuple[Any, int]:
+        """Keys/values of the constant prefix, computed once (once per call while training)."""
+        reuse = not self.training and not torch.is_grad_enabled()
+        if reuse and self._prefix_cache is not None:
+            cache, plen = self._prefix_cache
+        else:
+            pids = self.prefix_ids().to(device)
+            emb = self.decoder.get_input_embeddings()(pids).to(dtype)
+            cache = self.decoder(inputs_embeds=emb, use_cache=True).cache
+            plen = pids.shape[1]
+            if reuse:
+                self._prefix_cache = (cache, plen)
+        cache = copy.deepcopy(cache) if reuse else cache
+        cache.batch_repeat_interleave(batch)
+        return cache, plen
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -157,20 +234,34 @@ class STLLMTeacher(nn.Module):
             raise DataError("teacher", "the LLM teacher needs window ids (index) to write prompts")
         if n != self.num_regions:
             raise DataError("teacher", f"built for {self.num_regions} regions, got {n}")
-        st = self.encoder(x, tod, dow).reshape(b * n, -1)  # (B*N, d)
+        st = self.encoder(x, tod, dow)  # (B, N, d)
+        if self.source_embed is not None:
+            src = torch.searchsorted(self._seg_offsets, index.cpu(), right=True) - 1
+            st = st + self.source_embed(src.to(x.device))[:, None, :]
+        st = st.reshape(b * n, -1)
         tokens = self.tokenize([int(w) for w in index.tolist()])
         emb = self.embed(tokens, st)
         dtype = next(self.decoder.parameters()).dtype
-        hidden = self.decoder(
-            inputs_embeds=emb.to(dtype), attention_mask=tokens.mask.to(x.device)
-        ).last_hidden_state.float()
+        mask = tokens.mask.to(x.device)
+        if self.uses_prefix_cache:
+            cache, plen = self._prefix_kv(emb.shape[0], x.device, dtype)
+            mask = torch.cat([mask.new_ones(mask.shape[0], plen), mask], dim=1)
+            hidden = self.decoder(
+                inputs_embeds=emb.to(dtype), attention_mask=mask, cache=cache
+            ).last_hidden_state.float()
+        else:
+            hidden = self.decoder(inputs_embeds=emb.to(dtype), attention_mask=mask).last_hidden_state
+            hidden = hidden.float()
         ids = tokens.ids.to(x.device)
-        h_his = hidden[ids == self.his_id]  # (B*N, d) in prompt order
-        h_pre = hidden[ids == self.pre_id]
+        h_pre = hidden[ids == self.pre_id]  # (B*N, d) in prompt order
         if h_pre.shape[0] != b * n:
             raise DataError("teacher prompts", f"{h_pre.shape[0]} <ST_PRE> tokens for {b * n}")
-        z = torch.cat([F.relu(self.head_his(h_his.detach())), F.relu(self.head_pre(h_pre))], -1)
-        y = self.head_out(z).reshape(b, n, self.output_len, self.num_channels)
+        parts = [F.relu(self.head_pre(h_pre))]
+        if self.head_his is not None:
+            h_his = hidden[ids == self.his_id]
+            h_his = h_his.detach() if self.cfg.head_his == "detached" else h_his
+            parts.insert(0, F.relu(self.head_his(h_his)))
+        y = self.head_out(torch.cat(parts, -1)).reshape(b, n, self.output_len, self.num_channels)
         return y.permute(0, 2, 1, 3).contiguous()
 
     # ------------------------------------------------------------------ weights

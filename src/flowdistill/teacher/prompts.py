@@ -35,10 +35,16 @@ class PromptFacts:
     pois: list[list[str]] | None = None
     flow_kind: str = "taxi"
     extra: dict[str, Any] = field(default_factory=dict)
+    # Several sources on one slot axis (teacher.sources): [{"offset", "kind", "start", ...}, ...]
+    segments: list[dict[str, Any]] | None = None
 
     @classmethod
-    def from_dataset(cls, ds: Any, input_len: int = 12, output_len: int = 12) -> PromptFacts:
-        kind = "taxi" if "taxi" in ds.name.lower() else "traffic"
+    def from_dataset(
+        cls, ds: Any, input_len: int = 12, output_len: int = 12, segments: list[Any] | None = None
+    ) -> PromptFacts:
+        from flowdistill.teacher.sources import flow_kind
+
+        kind = flow_kind(ds)
         return cls(
             city=ds.city or ds.name,
             region_names=list(ds.region_names),
@@ -48,6 +54,7 @@ class PromptFacts:
             output_len=output_len,
             pois=[list(p) for p in ds.pois] if ds.pois is not None else None,
             flow_kind=kind,
+            segments=[s.to_dict() for s in segments] if segments else None,
         )
 
     @property
@@ -58,8 +65,18 @@ class PromptFacts:
         return asdict(self)
 
 
+def locate(facts: PromptFacts, slot: int) -> tuple[str, pd.Timestamp]:
+    """(flow kind, timestamp) of a slot on the (possibly multi-source) slot axis."""
+    kind, start, offset = facts.flow_kind, facts.start, 0
+    for seg in facts.segments or []:
+        if int(seg["offset"]) <= slot:
+            kind, start, offset = seg["kind"], seg["start"], int(seg["offset"])
+    minutes = facts.interval_minutes * (int(slot) - offset)
+    return kind, pd.Timestamp(start) + pd.Timedelta(minutes=minutes)
+
+
 def slot_time(facts: PromptFacts, slot: int) -> pd.Timestamp:
-    return pd.Timestamp(facts.start) + pd.Timedelta(minutes=facts.interval_minutes * int(slot))
+    return locate(facts, slot)[1]
 
 
 def fmt_time(ts: pd.Timestamp) -> str:
@@ -89,7 +106,8 @@ def region_info(facts: PromptFacts, region: int, max_pois: int = 10) -> str:
 
 def region_prompt(facts: PromptFacts, window: int, region: int, max_pois: int = 10) -> str:
     """One region's instruction for the window whose first target slot is ``window``."""
-    L, H, k = facts.input_len, facts.output_len, facts.flow_kind
+    L, H = facts.input_len, facts.output_len
+    k = locate(facts, window)[0]
     return (
         f"Given the historical data for {k} flow over {L} time steps in a specific region of "
         f"{facts.city}, the recorded {k} inflow and outflow are encoded as "
@@ -103,19 +121,33 @@ def region_prompt(facts: PromptFacts, window: int, region: int, max_pois: int = 
     )
 
 
+def city_prefix(facts: PromptFacts) -> str:
+    """The part of every city prompt that never changes: its keys/values are computed once."""
+    return (
+        f"Inflow and outflow of {facts.num_regions} regions of {facts.city}, {facts.input_len} "
+        f"steps at {facts.interval_minutes}-minute intervals in, the next {facts.output_len} out."
+    )
+
+
+def city_body(facts: PromptFacts, window: int) -> str:
+    """The window's own part of the city prompt: mode, dates, and the region tokens."""
+    n = facts.num_regions
+    kind, t_pre = locate(facts, window)
+    t_his = locate(facts, window - facts.input_len)[1]
+    return (
+        f" {kind.capitalize()} flow from {fmt_time(t_his)}: {ST_START}{ST_HIS * n}{ST_END} "
+        f"Predict from {fmt_time(t_pre)}: {ST_START}{ST_PRE * n}{ST_END}"
+    )
+
+
 def city_prompt(facts: PromptFacts, window: int) -> str:
     """One compact instruction for every region of the city at once (regions in dataset order).
 
-    Every token here is paid for 17k times per inference pass on CPU, so only the first slot of the
-    history and of the target is written out (the step count and interval give the rest).
+    Every token here is paid for every window, so only the first slot of the history and of the
+    target is written out (the step count and interval give the rest), and the constant part comes
+    first (`city_prefix`) so the model can compute it once per batch.
     """
-    L, H, k, n = facts.input_len, facts.output_len, facts.flow_kind, facts.num_regions
-    return (
-        f"{k.capitalize()} inflow and outflow of {n} regions of {facts.city}, {L} steps at "
-        f"{facts.interval_minutes}-minute intervals from {fmt_time(slot_time(facts, window - L))}: "
-        f"{ST_START}{ST_HIS * n}{ST_END} Predict the next {H} steps from "
-        f"{fmt_time(slot_time(facts, window))}: {ST_START}{ST_PRE * n}{ST_END}"
-    )
+    return city_prefix(facts) + city_body(facts, window)
 
 
 def render(facts: PromptFacts, windows: list[int], layout: str, max_pois: int = 10) -> list[str]:

@@ -32,6 +32,7 @@ from flowdistill.metrics import evaluate as evaluate_metrics
 from flowdistill.teacher.file import TeacherPredictions, dataset_fingerprint
 from flowdistill.teacher.model import STLLMTeacher, TeacherConfig, build_teacher
 from flowdistill.teacher.prompts import PromptFacts
+from flowdistill.teacher.sources import SourceScaledMAE, TeacherWindows
 
 MODEL_FORMAT = "flowdistill-llm-teacher"
 CONFIG_NAME, WEIGHTS_NAME = "teacher.json", "teacher.pt"
@@ -48,11 +49,24 @@ class DataSpec:
     train_ratio: float = 0.1
     input_len: int = 12
     output_len: int = 12
+    # Target slots the teacher trains on: "train" = the student's own (strict), "val" = every slot
+    # before validation. ``extra``: other datasets on the same regions (their slots before validation).
+    pool: str = "train"
+    extra: tuple[str, ...] = ()
 
     def windows(self) -> Windows:
         ds = load_dataset(self.dataset, self.data_dir, self.start, self.end)
         cfg = WindowConfig(self.input_len, self.output_len, train_ratio=self.train_ratio)
-        return Windows(ds, cfg)
+        if self.pool == "train" and not self.extra:
+            return Windows(ds, cfg)
+        others = [load_dataset(name, self.data_dir, self.start, self.end) for name in self.extra]
+        return TeacherWindows(ds, cfg, self.pool, others)
+
+    def describe(self) -> str:
+        """One line for tables: which slots of which datasets the teacher was tuned on."""
+        own = "the student's training slots" if self.pool == "train" else "every slot before validation"
+        extra = f" + {', '.join(self.extra)} (slots before validation)" if self.extra else ""
+        return f"{self.dataset}: {own}{extra}"
 
 
 def teacher_for(
@@ -60,7 +74,8 @@ def teacher_for(
 ) -> STLLMTeacher:
     """A fresh teacher for these windows (``backbone`` may pass a ready decoder/tokenizer)."""
     ds = windows.dataset
-    facts = PromptFacts.from_dataset(ds, windows.cfg.input_len, windows.cfg.output_len)
+    segments = windows.segments if isinstance(windows, TeacherWindows) else None
+    facts = PromptFacts.from_dataset(ds, windows.cfg.input_len, windows.cfg.output_len, segments)
     torch.manual_seed(seed)
     return build_teacher(facts, cfg, ds.num_channels, ds.slots_per_day, **backbone)
 
@@ -117,7 +132,12 @@ def train_teacher(
     t0 = time.perf_counter()
     model = teacher_for(windows, cfg, tcfg.seed, **backbone)
     load_s = time.perf_counter() - t0
-    result = Trainer(tcfg).fit(model, windows, out_dir=out / "engine")
+    objective, extras = None, None
+    if isinstance(windows, TeacherWindows):
+        objective = SourceScaledMAE(windows, tcfg.mask_threshold)
+        extras = windows.source_extra()
+    result = Trainer(tcfg).fit(model, windows, objective=objective, out_dir=out / "engine",
+                               extras=extras)
     save_teacher(model, data, windows, tcfg, out, result, load_s)
     return model, result
 
@@ -139,6 +159,8 @@ def save_teacher(
         "format": MODEL_FORMAT,
         "teacher": model.cfg.to_dict(),
         "data": data.__dict__,
+        "data_description": data.describe(),
+        "windows": windows.describe(),
         "fingerprint": dataset_fingerprint(windows),
         "train": tcfg.to_dict(),
         "trainable_parameters": int(sum(v.numel() for v in state.values())),
@@ -165,7 +187,9 @@ def load_teacher(
     meta = json.loads((d / CONFIG_NAME).read_text())
     if meta.get("format") != MODEL_FORMAT:
         raise DataError(d / CONFIG_NAME, "not a FlowDistill LLM-teacher config")
-    spec = DataSpec(**meta["data"])
+    known = {f for f in DataSpec.__dataclass_fields__}
+    spec = DataSpec(**{k: v for k, v in meta["data"].items() if k in known})
+    spec.extra = tuple(spec.extra)
     if data_dir is not None:
         spec.data_dir = str(data_dir)
     windows = spec.windows()

@@ -1,0 +1,170 @@
+"""What the teacher is tuned on: the target city's slots plus other sources on the same regions.
+
+The paper's teacher knows more than the student because it is instruction-tuned on data the student
+never trains on (taxi, bike, weather). `TeacherWindows` gives the engine one window set made of
+
+* the target dataset (e.g. nyc-taxi-manhattan): its training windows end either where the student's
+  do (``pool="train"``, the *strict* teacher) or where validation starts (``pool="val"``: every slot
+  before the target's validation part; never a validation or test slot);
+* other sources on the same regions and clock (e.g. nyc-bike-manhattan), only their slots that start
+  before the target's validation start.
+
+The sources are laid end to end on one slot axis (target first, so target window ids are the target
+dataset's own ids, and a teacher file written from here lines up with the student's windows). A
+window never crosses from one source into the next. Each source is z-scored with its own statistics
+(fitted on the slots used for training); `SourceScaledMAE` scores every window in its own source's
+scaled space, weighted so that a target window's loss is exactly its MAE in the target's units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from flowdistill.data.dataset import FlowDataset
+from flowdistill.data.errors import DataError
+from flowdistill.data.windows import (
+    SplitBounds,
+    StandardScaler,
+    WindowAligned,
+    WindowConfig,
+    Windows,
+)
+from flowdistill.metrics import make_mask
+
+POOLS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One source on the shared slot axis: slots ``[offset, offset + length)``."""
+
+    name: str
+    kind: str  # the flow's mode in prompts: taxi, bike, ...
+    offset: int
+    length: int
+    start: str  # timestamp of its first slot
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def flow_kind(ds: FlowDataset) -> str:
+    """The mode a prompt names ('taxi', 'bike', or 'traffic' when the dataset does not say)."""
+    mode = (ds.extra or {}).get("mode")
+    if mode:
+        return str(mode)
+    name = ds.name.lower()
+    return next((k for k in ("taxi", "bike") if k in name), "traffic")
+
+
+class TeacherWindows(Windows):
+    """A `Windows` whose training part spans several sources; val/test are the target's own."""
+
+    def __init__(
+        self,
+        target: FlowDataset,
+        cfg: WindowConfig,
+        pool: str = "train",
+        extra: list[FlowDataset] | None = None,
+    ) -> None:
+        if pool not in POOLS:
+            raise DataError("teacher data", f"pool must be one of {POOLS}, got {pool!r}")
+        self.target = Windows(target, cfg)  # the student's windows: ids, bounds, checks
+        super().__init__(target, cfg)
+        b = self.target.bounds
+        pool_end = b.train_end if pool == "train" else b.val_start
+        L, H = cfg.input_len, cfg.output_len
+        cutoff = target.timestamps[b.val_start]  # nothing at or after the target's validation start
+        self.pool = pool
+        self.bounds = SplitBounds(pool_end, b.val_start, b.test_start, b.num_slots)
+        self.scaler = StandardScaler.fit(target.flows[:pool_end])
+        self.source_scalers = [self.scaler]
+        raw = [target.flows.astype(np.float32)]
+        scaled = [self.scaler.transform(raw[0]).astype(np.float32)]
+        tod, dow = [target.time_of_day()], [target.day_of_week()]
+        self.segments = [Segment(target.name, flow_kind(target), 0, target.num_slots,
+                                 pd.Timestamp(target.start).isoformat())]
+        train_ids = [np.arange(L, pool_end - H + 1, dtype=np.int64)]
+        offset = target.num_slots
+        for ds in extra or []:
+            if ds.num_regions != target.num_regions or ds.interval_minutes != target.interval_minutes:
+                raise DataError(ds.name, f"needs the target's {target.num_regions} regions at "
+                                f"{target.interval_minutes} min, has {ds.num_regions} at "
+                                f"{ds.interval_minutes} min")
+            if list(ds.region_ids) != list(target.region_ids):
+                raise DataError(ds.name, "regions are not the target's, in the target's order")
+            keep = int(ds.timestamps.searchsorted(cutoff, side="left"))
+            if keep < L + H:
+                raise DataError(ds.name, f"fewer than {L + H} slots before {cutoff}")
+            flows = ds.flows[:keep].astype(np.float32)
+            sc = StandardScaler.fit(flows)
+            self.source_scalers.append(sc)
+            raw.append(flows)
+            scaled.append(sc.transform(flows).astype(np.float32))
+            tod.append(ds.time_of_day()[:keep])
+            dow.append(ds.day_of_week()[:keep])
+            self.segments.append(Segment(ds.name, flow_kind(ds), offset, keep,
+                                         pd.Timestamp(ds.start).isoformat()))
+            train_ids.append(offset + np.arange(L, keep - H + 1, dtype=np.int64))
+            offset += keep
+        self.raw = np.concatenate(raw, axis=0)
+        self.scaled = np.concatenate(scaled, axis=0)
+        self.tod = np.concatenate(tod)
+        self.dow = np.concatenate(dow)
+        self._ids = {"train": np.concatenate(train_ids), "val": self.target.ids("val"),
+                     "test": self.target.ids("test")}
+
+    def source_of(self, ids: np.ndarray) -> np.ndarray:
+        """Segment index of each window id."""
+        starts = np.array([s.offset for s in self.segments])
+        return np.searchsorted(starts, np.asarray(ids), side="right") - 1
+
+    def source_extra(self) -> dict[str, WindowAligned]:
+        """Per-window source index for the training windows (the objective's ``batch["source"]``)."""
+        ids = self._ids["train"]
+        return {"source": WindowAligned(ids, self.source_of(ids).astype(np.float32), "source")}
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        counts = np.bincount(self.source_of(self._ids["train"]), minlength=len(self.segments))
+        d["teacher_data"] = {
+            "pool": self.pool,
+            "segments": [s.to_dict() for s in self.segments],
+            "train_windows_per_source": {s.name: int(c) for s, c in zip(self.segments, counts,
+                                                                         strict=True)},
+        }
+        return d
+
+
+class SourceScaledMAE:
+    """Masked MAE of every window in its own source's scaled space, in target units.
+
+    ``|pred - (y - mean_s) / std_s| * std_target``: for a target window this is its MAE on the
+    original scale (what the engine's default objective computes); another source's windows count as
+    if their flows had the target's spread.
+    """
+
+    def __init__(self, windows: TeacherWindows, mask_threshold: float | None = 0.0) -> None:
+        self.mean = torch.tensor(np.stack([s.mean for s in windows.source_scalers]))
+        self.std = torch.tensor(np.stack([s.std for s in windows.source_scalers]))
+        self.mask_threshold = mask_threshold
+
+    def __call__(self, out: Any, batch: dict[str, torch.Tensor], scaler: Any):
+        dev = out.pred.device
+        src = batch["source"].long()
+        mean = self.mean.to(dev)[src][:, None, None, :]
+        std = self.std.to(dev)[src][:, None, None, :]
+        y = batch["y"]
+        scale = self.std[0].to(dev)
+        err = (out.pred - (y - mean) / std).abs() * scale
+        keep = make_mask(y, self.mask_threshold).to(err.dtype)  # masked on the raw flow, as the metrics
+        loss = (err * keep).sum() / keep.sum().clamp_min(1.0)
+        return loss, {"mae": float(loss.detach())}
+
+
+__all__ = ["POOLS", "Segment", "SourceScaledMAE", "TeacherWindows", "flow_kind"]
