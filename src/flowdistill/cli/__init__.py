@@ -8,6 +8,8 @@ import typer
 
 from flowdistill.cli import data as data_cmd
 from flowdistill.cli import experiments as bench_cmd
+from flowdistill.cli import plots as plots_cmd
+from flowdistill.cli import serving as serving_cmd
 from flowdistill.cli import teacher as teacher_cmd
 from flowdistill.cli import training as training_cmd
 from flowdistill.cli.common import console, run_guarded
@@ -23,6 +25,8 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(teacher_cmd.app, name="teacher")
 app.add_typer(bench_cmd.app, name="bench")
 training_cmd.register(app)
+serving_cmd.register(app)
+plots_cmd.register(app)
 
 
 def main() -> None:

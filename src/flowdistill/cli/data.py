@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from flowdistill.cli.common import DataDirOpt, EndOpt, StartOpt, console, out, print_json
+from flowdistill.cli.common import (
+    DataDirOpt,
+    EndOpt,
+    ForceOpt,
+    StartOpt,
+    console,
+    out,
+    print_json,
+)
 from flowdistill.data.dataset import FlowDataset
 from flowdistill.data.errors import DataError
 from flowdistill.data.sources import load_dataset
@@ -33,6 +41,14 @@ def _show(summary: dict, as_json: bool) -> None:
         return
     for k, v in summary.items():
         out.print(f"[bold]{k:>16}[/]  {v}")
+
+
+def _check_out(path: Path, force: bool) -> None:
+    """Before any record is read: the dataset file must be new (or --force) and writable."""
+    from flowdistill.engine.outputs import check_output_file
+
+    check_output_file(path if path.suffix == ".npz" else path.with_suffix(".npz"), force,
+                      "dataset file (--out)")
 
 
 def _save(ds: FlowDataset, path: Path, as_json: bool) -> None:
@@ -81,8 +97,10 @@ def build_nyc_tlc(
     name: Annotated[str | None, typer.Option("--name", help="Dataset name.")] = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """NYC TLC yellow / green / FHV / FHVHV trip records → inflow/outflow per taxi zone."""
+    _check_out(out_path, force)
     from flowdistill.data.trips import load_nyc_tlc
 
     ds = load_nyc_tlc(
@@ -112,8 +130,10 @@ def build_chicago(
     name: Annotated[str, typer.Option("--name", help="Dataset name.")] = "chicago-taxi",
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Chicago Taxi Trips records → inflow/outflow per community area (77)."""
+    _check_out(out_path, force)
     from flowdistill.data.chicago import load_chicago_trips
 
     ds = load_chicago_trips(
@@ -139,9 +159,30 @@ def _parse_channels(text: str | None) -> tuple[int, int] | None:
 
 @build_app.command("tensor")
 def build_tensor(
-    file: Annotated[Path, typer.Argument(help="A .npz or .npy flow tensor.")],
     out_path: OutOpt,
-    layout: Annotated[str, typer.Option("--layout", help="TNC (slots first) or NTC.")],
+    file: Annotated[
+        Path | None, typer.Argument(help="A .npz or .npy flow tensor (or give --inflow/--outflow).")
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option("--layout", help="TNC (slots first) or NTC; channel files default to TNC."),
+    ] = None,
+    inflow: Annotated[
+        Path | None,
+        typer.Option("--inflow", help="Inflow alone: slots × zones, .npz / .npy / .csv."),
+    ] = None,
+    outflow: Annotated[
+        Path | None,
+        typer.Option("--outflow", help="Outflow alone, same shape and zones as --inflow."),
+    ] = None,
+    missing_days: Annotated[
+        str | None,
+        typer.Option(
+            "--missing-days",
+            help="Days the series lacks (no rows): 2021-01-02,2021-01-04..2021-01-05, "
+            "'weekends', a file of dates, or 'auto' (the whole days --timestamps skip).",
+        ),
+    ] = None,
     start: Annotated[
         str | None, typer.Option("--start", help="Start of the first slot (YYYY-MM-DD[ HH:MM]).")
     ] = None,
@@ -161,10 +202,27 @@ def build_tensor(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Dataset name.")] = None,
     as_json: JsonOpt = False,
+    force: ForceOpt = False,
 ) -> None:
-    """A [T, N, C] or [N, T, C] tensor with its calendar → a dataset file."""
-    from flowdistill.data.tensors import load_tensor
+    """A [T, N, C] or [N, T, C] tensor (or separate inflow/outflow files) with its calendar."""
+    _check_out(out_path, force)
+    from flowdistill.data.tensors import load_channel_files, load_tensor
 
+    if (inflow is None) != (outflow is None):
+        raise DataError("--inflow/--outflow", "give both files, one per channel")
+    if inflow is not None:
+        if file is not None or channels is not None:
+            raise DataError("--inflow", "give either one tensor FILE or --inflow and --outflow")
+        ds = load_channel_files(
+            inflow, outflow, layout=layout or "TNC", start=start, interval_minutes=interval, key=key,
+            adjacency=adjacency, timestamps=timestamps, name=name, missing_days=missing_days,
+        )
+        _save(ds, out_path, as_json)
+        return
+    if file is None:
+        raise DataError("data build tensor", "give a tensor FILE, or --inflow and --outflow")
+    if layout is None:
+        raise DataError("--layout", "state the tensor's layout: TNC (slots first) or NTC")
     ds = load_tensor(
         file,
         layout=layout,
@@ -175,6 +233,7 @@ def build_tensor(
         adjacency=adjacency,
         timestamps=timestamps,
         name=name,
+        missing_days=missing_days,
     )
     _save(ds, out_path, as_json)
 

@@ -81,6 +81,32 @@ class FlowDataset:
         """Monday = 0 … Sunday = 6, per slot."""
         return self.timestamps.day_of_week.to_numpy().astype(np.int64)
 
+    def missing_mask(self) -> np.ndarray:
+        """True for slots of declared missing days (calendar gaps, e.g. a weekday-only feed).
+
+        Their flows are placeholders (zeros): windows that touch them are skipped and the scaler
+        ignores them, so a gap is never read as a day without traffic.
+        """
+        days = self.extra.get("missing_days") or []
+        if not days:
+            return np.zeros(self.num_slots, dtype=bool)
+        wanted = pd.DatetimeIndex(pd.to_datetime(list(days))).normalize()
+        return np.asarray(self.timestamps.normalize().isin(wanted), dtype=bool)
+
+    def gaps(self) -> list[str]:
+        """Declared missing days as merged ranges, ``"2021-01-02..2021-01-03"`` (or one day)."""
+        days = sorted(pd.to_datetime(list(self.extra.get("missing_days") or [])).normalize())
+        ranges: list[list[pd.Timestamp]] = []
+        for d in days:
+            if ranges and d - ranges[-1][1] == pd.Timedelta(days=1):
+                ranges[-1][1] = d
+            else:
+                ranges.append([d, d])
+        return [
+            a.date().isoformat() if a == b else f"{a.date().isoformat()}..{b.date().isoformat()}"
+            for a, b in ranges
+        ]
+
     def validate(self, origin: str | None = None) -> None:
         """Refuse data that would silently poison training: wrong shape, NaN, negative counts."""
         where = origin or self.source or self.name
@@ -162,6 +188,18 @@ class FlowDataset:
             "has_pois": self.pois is not None,
             "has_centroids": self.centroids is not None,
             "source": self.source,
+            **self._gap_summary(),
+        }
+
+    def _gap_summary(self) -> dict[str, Any]:
+        """Only for series with declared gaps: how many days and slots are missing, and where."""
+        if not self.extra.get("missing_days"):
+            return {}
+        mask = self.missing_mask()
+        return {
+            "missing_days": len(self.extra["missing_days"]),
+            "missing_slots": int(mask.sum()),
+            "gaps": self.gaps(),
         }
 
     # ------------------------------------------------------------------ files

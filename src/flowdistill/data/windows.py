@@ -103,7 +103,13 @@ class Windows:
                 dataset.name,
                 f"training part has {self.bounds.train_end} slots, fewer than one window ({L + H})",
             )
-        self.scaler = StandardScaler.fit(dataset.flows[: self.bounds.train_end])
+        missing = dataset.missing_mask()
+        train_slots = dataset.flows[: self.bounds.train_end]
+        if missing.any():  # declared gaps hold placeholders, not traffic
+            train_slots = train_slots[~missing[: self.bounds.train_end]]
+            if len(train_slots) == 0:
+                raise DataError(dataset.name, "the training part lies entirely in declared gaps")
+        self.scaler = StandardScaler.fit(train_slots)
         self.raw = dataset.flows.astype(np.float32)
         self.scaled = self.scaler.transform(self.raw).astype(np.float32)
         self.tod = dataset.time_of_day()
@@ -115,15 +121,32 @@ class Windows:
             "test": (max(b.test_start, L), b.num_slots - H),
         }
         self._ids = {}
+        self._complete = _complete_windows(missing, L, H)
         for split, (lo, hi) in ranges.items():
             if hi < lo:
                 raise DataError(dataset.name, f"the {split} part is shorter than one window")
-            self._ids[split] = np.arange(lo, hi + 1, dtype=np.int64)
+            ids = np.arange(lo, hi + 1, dtype=np.int64)
+            if self._complete is not None:
+                ids = ids[self._complete[ids]]
+                if len(ids) == 0:
+                    raise DataError(
+                        dataset.name, f"every window of the {split} part crosses a declared gap"
+                    )
+            self._ids[split] = ids
 
     @property
     def all_ids(self) -> np.ndarray:
-        """Every window of the series (first target slot from L to T-H)."""
-        return np.arange(self.cfg.input_len, self.dataset.num_slots - self.cfg.output_len + 1)
+        """Every window of the series (first target slot from L to T-H), less those crossing a gap."""
+        ids = np.arange(self.cfg.input_len, self.dataset.num_slots - self.cfg.output_len + 1)
+        return ids if self._complete is None else ids[self._complete[ids]]
+
+    @property
+    def skipped_for_gaps(self) -> int:
+        """Windows left out because their inputs or targets touch a declared missing slot."""
+        if self._complete is None:
+            return 0
+        L, H = self.cfg.input_len, self.cfg.output_len
+        return int((~self._complete[L : self.dataset.num_slots - H + 1]).sum())
 
     def ids(self, split: str) -> np.ndarray:
         if split == "all":
@@ -159,7 +182,20 @@ class Windows:
             "bounds": asdict(self.bounds),
             "windows": {s: int(len(self._ids[s])) for s in SPLITS},
             "scaler": self.scaler.to_dict(),
+            **({"skipped_for_gaps": self.skipped_for_gaps} if self._complete is not None else {}),
         }
+
+
+def _complete_windows(missing: np.ndarray, input_len: int, output_len: int) -> np.ndarray | None:
+    """Per slot t: True when window t (slots [t-L, t+H)) holds no missing slot; None if no gaps."""
+    if not missing.any():
+        return None
+    T = len(missing)
+    csum = np.concatenate([[0], np.cumsum(missing, dtype=np.int64)])
+    t = np.arange(T)
+    lo = np.clip(t - input_len, 0, T)
+    hi = np.clip(t + output_len, 0, T)
+    return (csum[hi] - csum[lo]) == 0
 
 
 class WindowAligned:

@@ -22,6 +22,7 @@ from flowdistill.data.errors import DataError
 from flowdistill.data.graph import nearest_regions
 from flowdistill.data.sources import load_dataset
 from flowdistill.data.windows import WindowConfig, Windows
+from flowdistill.engine.bundle import write_run_bundle
 from flowdistill.engine.trainer import TrainConfig, Trainer, write_json
 from flowdistill.losses.distill import DistillConfig, DistillObjective
 from flowdistill.metrics import evaluate as evaluate_metrics
@@ -187,6 +188,8 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
     if out is not None and is_main:
         out.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), out / "model.pt")
+        write_run_bundle(out, spec.model, options, windows, {  # lets predict/export/serve rebuild it
+            k: getattr(spec, k) for k in ("dataset", "data_dir", "start", "end", "train_ratio")})
         write_json(out / "metrics.json", result)
     if spec.save_teacher and is_main:
         ids = windows.all_ids

@@ -1,0 +1,1 @@
+"""PNG plots of trained runs: learning curves, forecast against truth, error maps."""
