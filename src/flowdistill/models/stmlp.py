@@ -51,8 +51,9 @@ class _MixMLP(nn.Module):
 
     def forward(self, h: torch.Tensor, axis: int) -> torch.Tensor:
         # h: (B, L, N, d); normalise features, mix along `axis`.
-        z = self.norm(h).movedim(axis, -1)
-        return h + self.mlp(z).movedim(-1, axis)
+        last = h.dim() - 1  # a positive index: the ONNX exporter mistranslates movedim(-1, …)
+        z = self.norm(h).movedim(axis, last)
+        return h + self.mlp(z).movedim(last, axis)
 
 
 class _MixBlock(nn.Module):

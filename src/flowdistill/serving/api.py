@@ -72,6 +72,8 @@ def create_app(forecaster: Forecaster, data: FlowDataset | None = None) -> FastA
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errs = exc.errors()
         first = errs[0] if errs else {}
+        if first.get("type") == "json_invalid":
+            return _problem(422, "the request body is not valid JSON")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         more = f" (+{len(errs) - 1} more problems)" if len(errs) > 1 else ""
         return _problem(422, f"{where or 'request'}: {first.get('msg', 'invalid request')}{more}")
