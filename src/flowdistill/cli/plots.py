@@ -52,4 +52,4 @@ def register(app: typer.Typer) -> None:
             data=data, data_dir=data_dir,
         )
         for path in written:
-            console.print(f"written {path}")
+            console.print(f"written {path}", soft_wrap=True)

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"{forecaster.bundle.model}: {len(result.times)} slots × {len(result.zones)} zones from "
             f"{result.times[0]} to {result.times[-1]} (input {ds.timestamps[idx - forecaster.input_len]}"
-            f" … {ds.timestamps[idx - 1]}); written to {written}"
+            f" … {ds.timestamps[idx - 1]}); written to {written}", soft_wrap=True,
         )
 
     @app.command("export")
@@ -83,13 +83,14 @@ def register(app: typer.Typer) -> None:
         out.print(
             f"onnxruntime vs torch on {check.windows} real windows: max abs diff "
             f"{check.max_abs_diff:.2e} (scaled units; {check.max_abs_diff_counts:.2e} trips) — "
-            + ("[green]OK[/]" if check.passed else f"[red]above {TOLERANCE:g}[/]")
+            + ("[green]OK[/]" if check.passed else f"[red]above {TOLERANCE:g}[/]"),
+            soft_wrap=True,
         )
         if not check.passed:
             path.unlink()
             raise DataError(path, f"onnxruntime differs from torch by {check.max_abs_diff:.2e} "
                             f"(> {TOLERANCE:g}); the file was removed")
-        console.print(f"written {path} ({path.stat().st_size / 1024:.0f} KiB)")
+        console.print(f"written {path} ({path.stat().st_size / 1024:.0f} KiB)", soft_wrap=True)
 
     @app.command("serve")
     def serve(
@@ -115,5 +116,6 @@ def register(app: typer.Typer) -> None:
         forecaster = Forecaster.from_run(run)
         ds = None if no_data else load_input(data, forecaster, data_dir)
         app = create_app(forecaster, ds)
-        console.print(f"serving {forecaster.bundle.model} from {run} on http://{host}:{port}")
+        console.print(f"serving {forecaster.bundle.model} from {run} on http://{host}:{port}",
+                      soft_wrap=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")

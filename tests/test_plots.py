@@ -1,0 +1,78 @@
+"""`flowdistill plot` on a tiny run on real NYC data: three readable PNGs, and clear refusals."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from flowdistill.engine.trainer import TrainConfig
+from flowdistill.experiments.runs import RunSpec, run
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    from rich.console import Console
+
+    from flowdistill.cli import app, common
+    from flowdistill.cli.common import run_guarded
+
+    monkeypatch.setattr(common, "console", Console(stderr=True, width=2000))
+    monkeypatch.setattr(sys, "argv", ["flowdistill", *args])
+    code = run_guarded(app)
+    cap = capsys.readouterr()
+    return code, " ".join((cap.out + " " + cap.err).split())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("plot-runs")
+    common = dict(dataset="nyc-taxi-manhattan", data_dir=str(shared_data), start="2019-01-01",
+                  end="2019-01-31", train_ratio=0.5)
+    tc = TrainConfig(max_epochs=2, limit_train_batches=2, limit_val_batches=1, progress=False)
+    run(RunSpec(model="ha", train=tc, **common), root / "ha")
+    run(RunSpec(model="stid", train=tc, model_options={"embed_dim": 16}, **common), root / "stid")
+    return {"ha": root / "ha", "stid": root / "stid"}
+
+
+def _png(path: Path) -> np.ndarray:
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    img = mpimg.imread(path)
+    assert img.shape[0] > 300 and img.shape[1] > 500
+    assert img[..., :3].std() > 0.05  # not a blank canvas
+    return img
+
+
+def test_plot_writes_curves_forecast_and_map(runs, shared_data, tmp_path, monkeypatch, capsys):
+    code, msg = run_cli(monkeypatch, capsys, "plot", "--run", str(runs["stid"]), "--zones",
+                        "161,237", "--week", "2019-01-21", "--data-dir", str(shared_data),
+                        "--out", str(tmp_path))
+    assert code == 0, msg
+    for name in ("learning_curves", "forecast_vs_truth", "error_map"):
+        _png(tmp_path / f"{name}.png")
+        assert f"{name}.png" in msg
+
+
+def test_plot_defaults_next_to_the_run_and_a_model_without_epochs(runs, monkeypatch, capsys):
+    code, msg = run_cli(monkeypatch, capsys, "plot", "--run", str(runs["ha"]), "--what", "curves")
+    assert code == 0, msg
+    _png(runs["ha"] / "plots" / "learning_curves.png")
+
+
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--zones", "161,999"], "unknown zones ['999']"),
+        (["--what", "curves,histogram"], "unknown plot ['histogram']"),
+        (["--week", "2024-01-01"], "outside the data"),
+        (["--horizon", "13"], "must be between 1 and 12"),
+    ],
+)
+def test_plot_refuses_bad_choices(runs, shared_data, tmp_path, monkeypatch, capsys, args, problem):
+    code, msg = run_cli(monkeypatch, capsys, "plot", "--run", str(runs["stid"]), "--what",
+                        "forecast", "--data-dir", str(shared_data), "--out", str(tmp_path), *args)
+    if "--what" in args:
+        code, msg = run_cli(monkeypatch, capsys, "plot", "--run", str(runs["stid"]), *args)
+    assert code == 2 and problem in msg, msg
