@@ -452,3 +452,21 @@ def test_prompts_name_each_source_and_its_own_dates():
     assert locate(facts, 480 + 24) == ("bike", pd.Timestamp("2019-01-01 12:00"))
     assert "Bike flow from January 1, 2019, 06:00" in city_prompt(facts, 480 + 24)
     assert "Taxi flow" in city_prompt(facts, 24)
+
+
+def test_bfloat16_backbone_keeps_float32_master_weights(windows, tokenizer):
+    """The GPU path: frozen backbone in bfloat16, everything trained (LoRA, encoder, head) float32."""
+    decoder = tiny_decoder(tokenizer).to(torch.bfloat16)
+    cfg = TeacherConfig(lora_r=4, lora_alpha=8, head_hidden=32, encoder_hidden=8, dtype="bfloat16")
+    model = teacher_for(windows, cfg, 0, decoder=decoder, tokenizer=tokenizer)
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(p.dtype == torch.float32 for p in trained.values())
+    frozen = [p for n, p in model.named_parameters() if not p.requires_grad]
+    assert all(p.dtype == torch.bfloat16 for p in frozen)
+    b = batch(windows, n=1)
+    y = model(b["x"], b["tod"], b["dow"], index=b["index"])
+    assert y.dtype == torch.float32 and torch.isfinite(y).all()
+    y.abs().mean().backward()
+    lora = [p for n, p in trained.items() if "lora_B" in n]
+    assert lora and all(p.grad is not None and p.grad.dtype == torch.float32 for p in lora)
+    assert any(float(p.grad.abs().sum()) > 0 for p in lora)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,22 @@ class DistillConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether any active term reads the teacher's forecast."""
+        return bool(
+            (self.use_tbl and self.lambda_tbl)
+            or (self.use_spatial and self.lambda_spa and self.spa_reference == "teacher")
+            or (self.use_temporal and self.lambda_tem and self.tem_reference == "teacher")
+        )
+
+    def without_teacher(self) -> DistillConfig:
+        """The same objective with every teacher reference swapped for the truth and no L_tbl:
+        the student trained on its data alone (the headline's `flowdistill-no-teacher`)."""
+        return replace(self, use_tbl=False, spa_reference="truth" if self.spa_reference == "teacher"
+                       else self.spa_reference, tem_reference="truth"
+                       if self.tem_reference == "teacher" else self.tem_reference)
+
 
 class DistillObjective:
     """Callable used by the engine: (model output, batch, scaler) → (loss, logged parts)."""
@@ -68,12 +84,7 @@ class DistillObjective:
         reg = masked_mae(pred, truth, c.mask_threshold)
         loss = reg
         logs["reg"] = float(reg.detach())
-        needs_teacher = (
-            c.use_tbl
-            or (c.use_spatial and c.spa_reference == "teacher")
-            or (c.use_temporal and c.tem_reference == "teacher")
-        )
-        if needs_teacher and teacher is None:
+        if c.needs_teacher and teacher is None:
             raise ValueError("this objective needs teacher predictions in the batch")
         if c.use_tbl and c.lambda_tbl:
             tbl = teacher_bounded_loss(

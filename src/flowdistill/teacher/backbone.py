@@ -158,4 +158,9 @@ def add_lora(
     decoder = inject_adapter_in_model(cfg, decoder)
     for name, p in decoder.named_parameters():
         p.requires_grad_("lora_" in name)
+        if "lora_" in name and p.dtype != torch.float32:
+            # Master weights of what is trained stay float32 under a bfloat16 backbone: Adam's
+            # small updates would round away in bfloat16 (peft casts the input to the adapter's
+            # dtype and the result back to the layer's).
+            p.data = p.data.float()
     return decoder

@@ -164,6 +164,7 @@ def save_teacher(
         "fingerprint": dataset_fingerprint(windows),
         "train": tcfg.to_dict(),
         "trainable_parameters": int(sum(v.numel() for v in state.values())),
+        "threads": torch.get_num_threads(),
         "load_seconds": load_seconds,
     }
     if result is not None:

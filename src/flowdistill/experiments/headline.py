@@ -1,0 +1,349 @@
+"""The headline table: does distilling the LLM teacher beat STID when 10 % of the data is there?
+
+One command (`flowdistill bench headline`) trains or reuses the LLM teacher, writes its teacher file,
+then runs STID, the FlowDistill student, the same student without a teacher and the historical
+average for every seed, at the paper's protocol (up to 100 epochs, early stopping with patience 15),
+and writes ``docs/results/headline.json`` plus a section of ``docs/results.md``. Every part is
+resumable: a teacher whose model folder is complete is reused, its engine checkpoints resume an
+interrupted fine-tune, the teacher file's part files resume an interrupted prediction, and each
+student/baseline run is reused once its metrics.json exists (`RunCache`).
+
+Two teachers are reported side by side when ``strict`` is on:
+
+* the *wide* teacher is tuned on every target slot before validation (never a validation or test
+  slot) plus the other sources (Citi Bike) — the paper's setting, where the teacher knows more than
+  the student;
+* the *strict* teacher is tuned on the student's own training slots plus the other sources only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowdistill.data.dataset import atomic_write_text
+from flowdistill.data.errors import DataError
+from flowdistill.experiments.common import BenchConfig, RunCache, RunKey, mean_std, ratio_tag
+from flowdistill.experiments.runs import provenance, run
+from flowdistill.losses.distill import DistillConfig
+
+MODELS = ("teacher-llm", "ha", "stid", "flowdistill-no-teacher", "flowdistill")
+START, END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+@dataclass
+class TeacherPlan:
+    """How to train one LLM teacher (its folder is OUT/<name>)."""
+
+    name: str = "teacher-llm"
+    pool: str = "val"
+    extra: tuple[str, ...] = ("nyc-bike-manhattan",)
+    layers: int = 1
+    steps: int = 2600
+    batch_size: int = 16
+    lr: float = 2e-3
+    val_every: int = 200
+    val_batches: int = 4
+    seed: int = 0
+
+
+@dataclass
+class HeadlineConfig:
+    out: Path = Path("runs/headline")
+    dataset: str = "nyc-taxi-manhattan"
+    data_dir: str | None = None
+    train_ratio: float = 0.1
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 100
+    patience: int = 15
+    teacher: TeacherPlan = field(default_factory=TeacherPlan)
+    strict: bool = True
+    strict_steps: int | None = None  # default: the wide teacher's steps
+    device: str = "cpu"
+    results_dir: Path = Path("docs/results")
+    results_doc: Path = Path("docs/results.md")
+    progress: bool = True
+
+    def plans(self) -> list[TeacherPlan]:
+        plans = [self.teacher]
+        if self.strict:
+            steps = self.strict_steps or self.teacher.steps
+            plans.append(replace(self.teacher, name="teacher-llm-strict", pool="train", steps=steps))
+        return plans
+
+
+# ----------------------------------------------------------------------------------- teachers
+def _data_spec(cfg: HeadlineConfig, plan: TeacherPlan):
+    from flowdistill.teacher.train import DataSpec
+
+    return DataSpec(cfg.dataset, cfg.data_dir, None, None, cfg.train_ratio, pool=plan.pool,
+                    extra=tuple(plan.extra))
+
+
+def _check_same(meta: dict[str, Any], cfg: HeadlineConfig, plan: TeacherPlan, folder: Path) -> None:
+    want = {"layers": plan.layers, "pool": plan.pool, "extra": list(plan.extra),
+            "dataset": cfg.dataset, "train_ratio": cfg.train_ratio}
+    have = {"layers": meta["teacher"].get("layers"), "pool": meta["data"].get("pool", "train"),
+            "extra": list(meta["data"].get("extra", [])), "dataset": meta["data"].get("dataset"),
+            "train_ratio": meta["data"].get("train_ratio")}
+    diff = [k for k in want if str(want[k]) != str(have[k])]
+    if diff:
+        raise DataError(folder, f"holds a teacher made with other settings ({', '.join(diff)}: "
+                        f"{[have[k] for k in diff]} vs {[want[k] for k in diff]}); use another "
+                        "--out or delete it")
+
+
+def ensure_teacher(cfg: HeadlineConfig, plan: TeacherPlan) -> dict[str, Any]:
+    """Train (or resume, or reuse) one teacher and write its teacher file; returns its facts."""
+    import torch
+
+    from flowdistill.teacher.model import TeacherConfig
+    from flowdistill.teacher.train import (
+        CONFIG_NAME,
+        load_teacher,
+        predict_to_file,
+        train_config,
+        train_teacher,
+    )
+
+    folder = cfg.out / plan.name
+    meta_path = folder / CONFIG_NAME
+    trained = False
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        _check_same(meta, cfg, plan, folder)
+        want_epochs = math.ceil(plan.steps / max(1, min(plan.val_every, plan.steps)))
+        trained = meta.get("fit", {}).get("epochs_run", 0) >= want_epochs
+    if not trained:
+        spec = _data_spec(cfg, plan)
+        tcfg = train_config(plan.steps, plan.val_every, plan.batch_size, plan.lr, plan.val_batches,
+                            seed=plan.seed, device=cfg.device, progress=cfg.progress)
+        tc = TeacherConfig(layers=plan.layers, layout="city")
+        train_teacher(spec, tc, tcfg, folder)
+    meta = json.loads(meta_path.read_text())
+    file = folder / "teacher.npz"
+    predict_seconds = meta.get("predict_seconds")
+    if not file.exists():
+        model, windows, meta = load_teacher(folder, cfg.data_dir)
+        own = getattr(windows, "target", windows)
+        ids = np.unique(np.concatenate([own.ids(s) for s in ("train", "val", "test")]))
+        t0 = time.perf_counter()
+        predict_to_file(model, windows, file, ids=ids, batch_size=64, device=cfg.device,
+                        progress=cfg.progress, tag=f"{folder.resolve()}|headline",
+                        info={"seed": plan.seed, "model_dir": str(folder), "splits": "train,val,test",
+                              "trained_on": meta.get("data_description", "")})
+        predict_seconds = time.perf_counter() - t0
+        meta["predict_seconds"] = predict_seconds
+        meta["predict_threads"] = torch.get_num_threads()
+        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    fit = meta.get("fit", {})
+    threads = int(meta.get("threads", 1))
+    seconds = float(fit.get("seconds", 0.0)) + float(meta.get("load_seconds", 0.0))
+    cpu_s = seconds * threads + float(predict_seconds or 0.0) * int(meta.get("predict_threads", 1))
+    return {
+        "kind": "llm",
+        "name": plan.name,
+        "backbone": meta["teacher"]["backbone"],
+        "layers": meta["teacher"]["layers"],
+        "train_steps": plan.steps,
+        "batch_size": plan.batch_size,
+        "lr": plan.lr,
+        "device": meta.get("train", {}).get("device", cfg.device),
+        "threads": threads,
+        "cpu_hours": round(cpu_s / 3600.0, 3),
+        "fit_seconds": round(seconds, 1),
+        "predict_seconds": round(float(predict_seconds or 0.0), 1),
+        "best_val_mae": fit.get("best_val_mae"),
+        "trained_on": meta.get("data_description", ""),
+        "train_windows": meta.get("windows", {}).get("windows", {}).get("train"),
+        "pre_query": meta["teacher"].get("pre_query", "shared"),
+        "file": str(file),
+    }
+
+
+# ----------------------------------------------------------------------------------- runs
+def _bench(cfg: HeadlineConfig, teacher_file: str | None) -> BenchConfig:
+    return BenchConfig(out=cfg.out, dataset=cfg.dataset, data_dir=cfg.data_dir,
+                       models=("flowdistill", "stid", "ha"), seeds=cfg.seeds,
+                       ratios=(cfg.train_ratio,), epochs=cfg.epochs, patience=cfg.patience,
+                       device=cfg.device, teacher=teacher_file, progress=False)
+
+
+def _no_teacher(cache: RunCache, seed: int) -> dict[str, Any]:
+    distill = DistillConfig().without_teacher()
+    key = RunKey("flowdistill", cache.cfg.ratios[0], seed, variant="flowdistill-no-teacher",
+                 distill={k: v for k, v in asdict(distill).items()})
+    folder = cache.folder(key)
+    if (folder / "metrics.json").exists():
+        return json.loads((folder / "metrics.json").read_text())
+    return run(cache.spec(key, None), folder)
+
+
+def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
+    """Everything the headline table needs, trained or reused; writes the JSON and the doc."""
+    teachers = {}
+    for plan in cfg.plans():
+        log(f"teacher {plan.name}: {plan.layers} layer(s), {plan.steps} steps, pool={plan.pool}, "
+            f"extra={','.join(plan.extra) or '-'}")
+        teachers[plan.name] = ensure_teacher(cfg, plan)
+    wide = teachers["teacher-llm"]
+    cache = RunCache(_bench(cfg, wide["file"]))
+    rows: list[dict[str, Any]] = []
+
+    def add(model: str, seed: int, result: dict[str, Any]) -> None:
+        rows.append({"model": model, "seed": seed, "mae": result["test"]["mae"],
+                     "rmse": result["test"]["rmse"], "val_mae": result.get("val", {}).get("mae"),
+                     "epochs": result.get("fit", {}).get("epochs_run"),
+                     "seconds": result.get("fit", {}).get("seconds")})
+
+    r = cfg.train_ratio
+    for seed in cfg.seeds:
+        for model in ("ha", "stid"):
+            log(f"{model} s{seed}")
+            add(model, seed, cache.get(RunKey(model, r, seed)))
+        log(f"flowdistill-no-teacher s{seed}")
+        add("flowdistill-no-teacher", seed, _no_teacher(cache, seed))
+        log(f"flowdistill s{seed}")
+        res = cache.get(RunKey("flowdistill", r, seed))
+        add("flowdistill", seed, res)
+        rows.append({"model": "teacher-llm", "seed": seed, **res["teacher"]["test"],
+                     "note": f"one teacher (seed {cfg.teacher.seed}) serves every student seed"})
+        if "teacher-llm-strict" in teachers:
+            strict = RunCache(_bench(cfg, teachers["teacher-llm-strict"]["file"]))
+            log(f"flowdistill-strict s{seed}")
+            res = strict.get(RunKey("flowdistill", r, seed, variant="flowdistill-strict"))
+            add("flowdistill-strict", seed, res)
+            rows.append({"model": "teacher-llm-strict", "seed": seed, **res["teacher"]["test"],
+                         "note": f"one teacher (seed {cfg.teacher.seed}) serves every student seed"})
+    summary = summarise(rows)
+    doc = {
+        "experiment": "headline",
+        "quick": False,
+        "dataset": cfg.dataset,
+        "train_ratio": cfg.train_ratio,
+        "seeds": list(cfg.seeds),
+        "epochs": cfg.epochs,
+        "patience": cfg.patience,
+        "teacher": wide,
+        "strict_teacher": teachers.get("teacher-llm-strict"),
+        "student_trained_on": f"{cfg.dataset}: the first {100 * r:g} % of slots (training windows)",
+        "rows": rows,
+        "summary": summary,
+        "verdict": verdict(summary),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        **provenance(),
+    }
+    cfg.results_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg.results_dir / "headline.json", json.dumps(doc, indent=2) + "\n")
+    write_section(cfg.results_doc, render(doc))
+    return doc
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean ± sample std over seeds, per model, in table order."""
+    order = ["teacher-llm", "teacher-llm-strict", "ha", "stid", "flowdistill-no-teacher",
+             "flowdistill", "flowdistill-strict"]
+    out = []
+    for m in order:
+        rr = [x for x in rows if x["model"] == m]
+        if not rr:
+            continue
+        mae, mae_sd = mean_std([x["mae"] for x in rr])
+        rmse, rmse_sd = mean_std([x["rmse"] for x in rr])
+        out.append({"model": m, "n": len({x["seed"] for x in rr}), "mae": mae, "mae_std": mae_sd,
+                    "rmse": rmse, "rmse_std": rmse_sd})
+    return out
+
+
+def verdict(summary: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's bar: the student ≥ 2 % below STID and below itself without a teacher."""
+    by = {s["model"]: s for s in summary}
+    out: dict[str, Any] = {}
+    if "flowdistill" in by and "stid" in by:
+        fd = by["flowdistill"]["mae"]
+        out["vs_stid_pct"] = 100.0 * (by["stid"]["mae"] - fd) / by["stid"]["mae"]
+        if "flowdistill-no-teacher" in by:
+            nt = by["flowdistill-no-teacher"]["mae"]
+            out["vs_no_teacher_pct"] = 100.0 * (nt - fd) / nt
+        out["student_wins"] = bool(out["vs_stid_pct"] >= 2.0
+                                   and out.get("vs_no_teacher_pct", 0.0) >= 2.0)
+    if "teacher-llm" in by and "stid" in by:
+        out["teacher_at_or_below_stid"] = bool(by["teacher-llm"]["mae"] <= by["stid"]["mae"])
+    return out
+
+
+LABELS = {
+    "teacher-llm": "LLM teacher (wide: taxi slots before validation + Citi Bike)",
+    "teacher-llm-strict": "LLM teacher (strict: student's taxi slots + Citi Bike)",
+    "ha": "historical average",
+    "stid": "STID",
+    "flowdistill-no-teacher": "FlowDistill student, no teacher",
+    "flowdistill": "FlowDistill student ← wide LLM teacher",
+    "flowdistill-strict": "FlowDistill student ← strict LLM teacher",
+}
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The Markdown section of docs/results.md (every number read from the JSON)."""
+    lines = [
+        "## Headline: FlowDistill vs STID at 10 % (full protocol)",
+        "",
+        f"Generated by `flowdistill bench headline` from `docs/results/headline.json` "
+        f"(git {doc['git']}, {doc['created']}, {doc['machine']}). Dataset **{doc['dataset']}** "
+        f"(2019; test = last 10 % of slots, validation = the 10 % before), training ratio "
+        f"**{100 * doc['train_ratio']:g} %**, seeds {', '.join(map(str, doc['seeds']))}, up to "
+        f"{doc['epochs']} epochs with early stopping (patience {doc['patience']}) on validation MAE.",
+        "",
+        "| model | seeds | test MAE (mean ± std) | test RMSE (mean ± std) |",
+        "|---|---:|---:|---:|",
+    ]
+    for s in doc["summary"]:
+        lines.append(f"| {LABELS.get(s['model'], s['model'])} | {s['n']} | {s['mae']:.3f} ± "
+                     f"{s['mae_std']:.3f} | {s['rmse']:.3f} ± {s['rmse_std']:.3f} |")
+    lines += ["", "What each model trained on:", "",
+              f"- students, STID, HA: {doc['student_trained_on']}."]
+    for key in ("teacher", "strict_teacher"):
+        tt = doc.get(key)
+        if not tt:
+            continue
+        lines.append(
+            f"- {tt['name']}: {tt['trained_on']} ({tt['train_windows']} training windows); "
+            f"{tt['backbone']} cut to {tt['layers']} layer(s), LoRA, {tt['train_steps']} steps of "
+            f"{tt['batch_size']} windows on {tt['device']} ({tt['threads']} thread(s)), "
+            f"{tt['cpu_hours']:.2f} CPU-hours including its forecasts; one teacher (seed 0) serves "
+            "every student seed, so its spread is 0.")
+    v = doc.get("verdict", {})
+    if "vs_stid_pct" in v:
+        lines += ["", f"The student is {v['vs_stid_pct']:+.1f} % below STID"
+                  + (f" and {v['vs_no_teacher_pct']:+.1f} % below itself without a teacher"
+                     if "vs_no_teacher_pct" in v else "")
+                  + f" (mean test MAE; the bar is 2 %): **{'met' if v['student_wins'] else 'not met'}**."]
+    if "teacher_at_or_below_stid" in v:
+        lines.append(f"The wide LLM teacher is at or below STID: "
+                     f"**{'yes' if v['teacher_at_or_below_stid'] else 'no'}**.")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the headline section of ``path`` (between markers), or put it first."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else "# Results\n"
+    block = f"{START}\n{section}{END}\n"
+    if START in text and END in text:
+        a, b = text.index(START), text.index(END) + len(END)
+        text = text[:a] + block.rstrip("\n") + text[b:]
+    else:
+        head, sep, rest = text.partition("\n")
+        text = f"{head}\n\n{block}{rest}" if sep else f"{text}\n\n{block}"
+    atomic_write_text(path, text)
+
+
+__all__ = ["HeadlineConfig", "TeacherPlan", "run_headline", "render", "summarise", "verdict",
+           "ratio_tag", "MODELS"]
