@@ -283,6 +283,9 @@ def test_truncated_parquet(tmp_path, shared_data, monkeypatch, capsys):
     out.write_bytes(b"previous result")  # a failed build must not touch an existing file
     code, msg = run_cli(monkeypatch, capsys, "data", "build", "nyc-tlc", str(cut), "--out",
                         str(out), "--data-dir", str(shared_data))
+    assert code == 2 and "already exists" in msg and "--force" in msg  # refused up front
+    code, msg = run_cli(monkeypatch, capsys, "data", "build", "nyc-tlc", str(cut), "--out",
+                        str(out), "--data-dir", str(shared_data), "--force")
     assert code == 2 and "yellow_tripdata_2019-01.parquet" in msg
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npz", cut.name]

@@ -373,9 +373,13 @@ def test_cli_import_npz_and_bad_input(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "teacher", "import", "npz",
                            str(tmp_path / "tea.npz"), "--dataset", str(ds_path),
                            "--layout", "TNC", "--out", str(out))
+    assert code == 2 and "already exists" in err and "--force" in err  # never overwritten
+    code, _, err = run_cli(monkeypatch, capsys, "teacher", "import", "npz",
+                           str(tmp_path / "tea.npz"), "--dataset", str(ds_path),
+                           "--layout", "TNC", "--out", str(out), "--force")
     assert code == 2 and "error" in err
     code, _, err = run_cli(monkeypatch, capsys, "teacher", "predict", "--model",
-                           str(tmp_path), "--out", str(out))
+                           str(tmp_path), "--out", str(tmp_path / "new.npz"))
     assert code == 2 and "not a teacher model folder" in err
 
 
@@ -470,3 +474,19 @@ def test_bfloat16_backbone_keeps_float32_master_weights(windows, tokenizer):
     lora = [p for n, p in trained.items() if "lora_B" in n]
     assert lora and all(p.grad is not None and p.grad.dtype == torch.float32 for p in lora)
     assert any(float(p.grad.abs().sum()) > 0 for p in lora)
+
+
+def test_slimmed_teacher_file_keeps_training_rows_and_scores(windows, tmp_path):
+    """`teacher slim`: a float16 file with only the windows a student needs, same values."""
+    ids = windows.all_ids
+    preds = windows.targets(ids) + 0.3
+    tp = TeacherPredictions.create(windows, ids, preds, model="x")
+    train = windows.ids("train")
+    small = tp.subset(train, scores={"test": {"mae": 0.3}})
+    path = small.save(tmp_path / "small.npz", dtype="float16")
+    back = TeacherPredictions.load(path)
+    assert back.preds.dtype == np.float32 and np.array_equal(back.window_ids, train)
+    np.testing.assert_allclose(back.preds, tp.aligned(windows).get(train), rtol=1e-3, atol=1e-2)
+    assert back.meta["scores"]["test"]["mae"] == 0.3
+    full = tp.save(tmp_path / "full.npz")
+    assert path.stat().st_size < full.stat().st_size

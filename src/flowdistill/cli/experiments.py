@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from flowdistill.cli.common import DataDirOpt, DatasetOpt, EndOpt, StartOpt, console
+from flowdistill.cli.common import (
+    DataDirOpt,
+    DatasetOpt,
+    EndOpt,
+    StartOpt,
+    ThreadsOpt,
+    console,
+    set_resume_hint,
+    set_threads,
+)
 
 app = typer.Typer(help="The paper's experiments (§4) and docs/results.md.", no_args_is_help=True)
 
@@ -104,6 +113,13 @@ def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, p
     )
 
 
+def _prepare(threads: int | None) -> None:
+    """Threads before any torch work; how an interrupted suite continues."""
+    set_threads(threads)
+    set_resume_hint("run the same command again: finished runs are reused and the interrupted "
+                    "one resumes from its checkpoint")
+
+
 def _done(paths: dict[str, Path]) -> None:
     console.print("written: " + ", ".join(str(p) for p in paths.values()))
 
@@ -130,7 +146,9 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
         quiet: QuietOpt = False,
         options: OptionOpt = None,
         batches: BatchesOpt = None,
+        threads: ThreadsOpt = None,
     ) -> None:
+        _prepare(threads)
         from flowdistill.experiments import suite
 
         cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
@@ -185,8 +203,10 @@ def all_(
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write this results file at the end.")
     ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """All six experiments into one folder (they share runs), then optionally the report."""
+    _prepare(threads)
     from flowdistill.experiments import suite
     from flowdistill.experiments.report import build_report
 
@@ -227,3 +247,63 @@ def report_cmd(
 
     folders = [Path(p) for r in runs for p in str(r).split(",") if p]
     console.print(f"written: {build_report(folders, out)}")
+
+
+@app.command("headline")
+def headline_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the teachers and runs.")] = Path(
+        "runs/headline"
+    ),
+    dataset: DatasetOpt = "nyc-taxi-manhattan",
+    data_dir: DataDirOpt = None,
+    train_ratio: Annotated[float, typer.Option("--train-ratio")] = 0.1,
+    seeds: SeedsOpt = "0,1,2",
+    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs per run.")] = 100,
+    patience: Annotated[int, typer.Option("--patience")] = 15,
+    teacher_layers: Annotated[int, typer.Option("--teacher-layers")] = 1,
+    teacher_steps: Annotated[int, typer.Option("--teacher-steps")] = 2600,
+    teacher_batch: Annotated[int, typer.Option("--teacher-batch-size")] = 16,
+    teacher_lr: Annotated[float, typer.Option("--teacher-lr")] = 2e-3,
+    teacher_extra: Annotated[
+        str, typer.Option("--teacher-extra", help="Other sources to tune the teacher on (a,b; "
+                          "'' for none).")
+    ] = "nyc-bike-manhattan",
+    strict: Annotated[
+        bool, typer.Option("--strict/--no-strict", help="Also the strict teacher (the student's "
+                           "own slots + the other sources) and its student.")
+    ] = True,
+    strict_steps: Annotated[int | None, typer.Option("--strict-steps")] = None,
+    results: Annotated[Path, typer.Option("--results", help="Where headline.json goes.")] = Path(
+        "docs/results"
+    ),
+    doc: Annotated[Path, typer.Option("--doc", help="Markdown file whose headline section is "
+                                      "rewritten.")] = Path("docs/results.md"),
+    controls_only: Annotated[
+        bool, typer.Option("--controls-only", help="Only HA, STID and the student without a "
+                           "teacher (no teacher needed: run them while the teacher trains).")
+    ] = False,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """The headline: LLM teacher → student vs STID and the student without a teacher at 10 %."""
+    from flowdistill.cli.common import set_threads
+    from flowdistill.experiments.headline import HeadlineConfig, TeacherPlan, run_headline
+
+    set_threads(threads)
+    plan = TeacherPlan(layers=teacher_layers, steps=teacher_steps, batch_size=teacher_batch,
+                       lr=teacher_lr, extra=tuple(_names(teacher_extra) or ()))
+    cfg = HeadlineConfig(out=out, dataset=dataset, data_dir=str(data_dir) if data_dir else None,
+                         train_ratio=train_ratio, seeds=tuple(_ints(seeds) or (0, 1, 2)),
+                         epochs=epochs, patience=patience, teacher=plan, strict=strict,
+                         strict_steps=strict_steps, device=device, results_dir=results,
+                         results_doc=doc, progress=not quiet, controls_only=controls_only)
+    result = run_headline(cfg, log=lambda m: console.print(f"[dim]headline:[/] {m}"))
+    if controls_only:
+        for row in result["controls"]:
+            console.print(f"{row['model']:>24}  s{row['seed']}  MAE {row['mae']:.3f}")
+        return
+    for s in result["summary"]:
+        console.print(f"{s['model']:>24}  MAE {s['mae']:.3f} ± {s['mae_std']:.3f}  "
+                      f"RMSE {s['rmse']:.3f} ± {s['rmse_std']:.3f}")
+    _done({"json": results / "headline.json", "doc": doc})

@@ -11,30 +11,34 @@ from flowdistill.cli.common import (
     DataDirOpt,
     DatasetOpt,
     EndOpt,
+    ForceOpt,
+    ResumeOpt,
     StartOpt,
+    ThreadsOpt,
+    check_device_option,
+    check_ratio,
     console,
     metrics_table,
     out,
+    set_threads,
 )
 
 app = typer.Typer(help="LLM teacher: train, predict, import teacher files.", no_args_is_help=True)
 import_app = typer.Typer(help="Import teacher forecasts made elsewhere.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
-TrainRatioOpt = Annotated[float, typer.Option("--train-ratio", help="Share of slots for training.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...")]
-ThreadsOpt = Annotated[
-    int,
-    typer.Option("--threads", help="CPU threads for torch (0: torch's default). On a shared, busy "
-                 "machine 1 thread was as fast as 2 or faster."),
+TrainRatioOpt = Annotated[
+    float, typer.Option("--train-ratio", callback=check_ratio, help="Share of slots for training.")
 ]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", callback=check_device_option, help="cpu, cuda, cuda:1 ...")
+]
+def _check_teacher_out(out_file: Path, force: bool) -> None:
+    """Before anything is read: the teacher file must be new (or --force) and writable."""
+    from flowdistill.engine.outputs import check_output_file
 
-
-def _set_threads(threads: int) -> None:
-    if threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)
+    target = out_file if out_file.suffix == ".npz" else out_file.with_suffix(".npz")
+    check_output_file(target, force, "teacher file (--out)")
 
 
 def _windows(dataset: str, data_dir: Path | None, start, end, train_ratio: float):
@@ -111,20 +115,37 @@ def train(
     device: DeviceOpt = "cpu",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or bfloat16 (GPU).")] = "float32",
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    threads: ThreadsOpt = 0,
+    threads: ThreadsOpt = None,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Fine-tune the teacher (LoRA + ST encoder + head) on the training windows."""
-    _set_threads(threads)
+    set_threads(threads)
+    from flowdistill.engine.outputs import prepare_run_dir
     from flowdistill.teacher.model import TeacherConfig
-    from flowdistill.teacher.train import DataSpec, train_config, train_teacher
+    from flowdistill.teacher.train import (
+        CONFIG_NAME,
+        WEIGHTS_NAME,
+        DataSpec,
+        train_config,
+        train_teacher,
+    )
 
     spec = DataSpec(dataset, str(data_dir) if data_dir else None, start, end, train_ratio,
                     pool=pool, extra=tuple(extra or ()))
-    windows = spec.windows()
     cfg = TeacherConfig(backbone=backbone, layers=layers, layout=layout, dtype=dtype, lora_r=lora_r,
                         pre_query=pre_query, head_his=head_his, cache_prefix=cache_prefix)
     tcfg = train_config(steps, val_every, batch_size, lr, val_batches, seed=seed, device=device,
                         grad_accumulation=grad_accumulation)
+    tcfg.validate()
+    run_dir = prepare_run_dir(
+        out_dir, {"teacher": cfg.to_dict(), "data": dict(vars(spec)), "train": tcfg.to_dict()},
+        force=force, resume=resume, finished=CONFIG_NAME, outputs=(WEIGHTS_NAME,),
+        checkpoint_dir="engine/checkpoints",
+    )
+    if run_dir.describe():
+        console.print(run_dir.describe())
+    windows = spec.windows()
     console.print(
         f"teacher: {backbone} ({layers or 'all'} layers, {layout} prompts), {steps} steps of "
         f"{batch_size} windows on {len(windows.ids('train'))} training windows ({spec.describe()})"
@@ -152,11 +173,20 @@ def predict(
             "training and validation parts are used by nothing, so skipping them saves time.",
         ),
     ] = "all",
-    threads: ThreadsOpt = 0,
+    threads: ThreadsOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the part files of an interrupted run.")
+    ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Forecast every window of the dataset (or of some splits) into a teacher file (resumable)."""
-    _set_threads(threads)
+    set_threads(threads)
     import numpy as np
+
+    from flowdistill.engine.outputs import check_partial
+
+    out_file = out_file if out_file.suffix == ".npz" else out_file.with_suffix(".npz")
+    check_partial(out_file, out_file.with_name(out_file.name + ".parts"), force, resume)
 
     from flowdistill.teacher.train import load_teacher, predict_to_file
 
@@ -175,6 +205,40 @@ def predict(
     _report(tp, windows)
 
 
+@app.command("slim")
+def slim(
+    file: Annotated[Path, typer.Argument(help="A teacher file covering train, val and test.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Smaller teacher file to write.")],
+    dataset: DatasetOpt = "nyc-taxi-manhattan",
+    data_dir: DataDirOpt = None,
+    train_ratio: TrainRatioOpt = 0.1,
+    splits: Annotated[str, typer.Option("--splits", help="Windows to keep (comma list).")] = "train",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16.")] = "float16",
+) -> None:
+    """Keep only the windows a student needs (its training windows), in float16: a file small
+    enough to ship. The teacher's own val/test scores are measured first and kept in the metadata."""
+    import numpy as np
+
+    from flowdistill.teacher.file import TeacherPredictions
+    from flowdistill.teacher.train import file_metrics
+
+    if dtype not in ("float32", "float16"):
+        raise typer.BadParameter(f"--dtype must be float32 or float16, got {dtype}")
+    _, windows = _windows(dataset, data_dir, None, None, train_ratio)
+    tp = TeacherPredictions.load(file)
+    scores = {}
+    for split in ("val", "test"):
+        if set(windows.ids(split).tolist()) <= set(tp.window_ids.tolist()):
+            m = file_metrics(tp, windows, split)
+            scores[split] = {"mae": m["mae"], "rmse": m["rmse"]}
+    keep = np.unique(np.concatenate([windows.ids(s.strip()) for s in splits.split(",")]))
+    small = tp.subset(keep, scores=scores or tp.meta.get("scores", {}), slimmed_from=str(file),
+                      splits=splits)
+    path = small.save(out_file, dtype=dtype)
+    out.print(f"wrote {path} ({len(keep)} windows, {dtype}, {path.stat().st_size / 1e6:.1f} MB); "
+              f"teacher scores kept: {scores}")
+
+
 @import_app.command("urbangpt")
 def import_urbangpt_cmd(
     files: Annotated[list[Path], typer.Argument(help="UrbanGPT result JSON files.")],
@@ -188,10 +252,12 @@ def import_urbangpt_cmd(
         int | None, typer.Option("--first-window", help="Window id of sample 0 (default: first test window).")
     ] = None,
     no_check: Annotated[bool, typer.Option("--no-check", help="Skip the truth comparison.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """UrbanGPT evaluation records -> teacher file."""
     from flowdistill.teacher.importers import import_urbangpt
 
+    _check_teacher_out(out_file, force)
     _, windows = _windows(dataset, data_dir, start, end, train_ratio)
     tp = import_urbangpt(files, windows, first_window, check_truth=not no_check)
     tp.save(out_file)
@@ -210,10 +276,12 @@ def import_npz_cmd(
     start: StartOpt = None,
     end: EndOpt = None,
     train_ratio: TrainRatioOpt = 0.1,
+    force: ForceOpt = False,
 ) -> None:
     """A whole-period [N, T, C] teacher series -> teacher file for every window."""
     from flowdistill.teacher.importers import import_npz
 
+    _check_teacher_out(out_file, force)
     _, windows = _windows(dataset, data_dir, start, end, train_ratio)
     tp = import_npz(file, windows, layout, key)
     tp.save(out_file)

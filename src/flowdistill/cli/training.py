@@ -3,30 +3,53 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from flowdistill.cli.common import DataDirOpt, DatasetOpt, EndOpt, StartOpt, console, out
+from flowdistill.cli.common import (
+    DataDirOpt,
+    DatasetOpt,
+    EndOpt,
+    ForceOpt,
+    ResumeOpt,
+    StartOpt,
+    ThreadsOpt,
+    check_device_option,
+    check_ratio,
+    console,
+    out,
+    set_threads,
+)
 from flowdistill.engine.trainer import TrainConfig
 from flowdistill.losses.distill import DistillConfig
 
-OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (metrics.json, checkpoints).")]
-RatioOpt = Annotated[float, typer.Option("--train-ratio", help="Share of the series used to train.")]
+OutOpt = Annotated[
+    Path, typer.Option("--out", help="Output folder (metrics.json, checkpoints); must not hold a "
+                       "finished run unless --force.")
+]
+RatioOpt = Annotated[
+    float, typer.Option("--train-ratio", callback=check_ratio,
+                        help="Share of the series used to train (0 < r < 1).")
+]
 SeedOpt = Annotated[int, typer.Option("--seed")]
-EpochsOpt = Annotated[int, typer.Option("--epochs", help="Most epochs (early stopping may end sooner).")]
-PatienceOpt = Annotated[int, typer.Option("--patience", help="Epochs without validation gain.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 …")]
+EpochsOpt = Annotated[
+    int, typer.Option("--epochs", min=1, help="Most epochs (early stopping may end sooner).")
+]
+PatienceOpt = Annotated[int, typer.Option("--patience", min=1, help="Epochs without validation gain.")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", callback=check_device_option, help="cpu, cuda, cuda:1 …")
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1)]
+LrOpt = Annotated[float, typer.Option("--lr", min=0.0)]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a model or loss option: --set lambda_spa=0.4 (repeatable)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoints/last.pt if there.")
-]
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -52,8 +75,6 @@ def split_sets(sets: dict[str, Any], model: str) -> tuple[dict[str, Any], dict[s
 
 
 def _report(result: dict[str, Any], out_dir: Path) -> None:
-    import os
-
     from rich.table import Table
 
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
@@ -68,10 +89,23 @@ def _report(result: dict[str, Any], out_dir: Path) -> None:
                   f"{teacher['test']['rmse']:.3f}", "")
     out.print(t)
     fit = result["fit"]
-    console.print(
-        f"{fit['epochs_run']} epochs in {fit['seconds']:.1f} s (best epoch {fit['best_epoch'] + 1}); "
-        f"{result['params']:,} parameters; written to {out_dir / 'metrics.json'}"
-    )
+    if fit["epochs_run"] == 0 or fit.get("best_epoch") is None:
+        trained = f"no training needed (statistics of the training slots, {fit['seconds']:.1f} s)"
+    else:
+        trained = (f"{fit['epochs_run']} epochs in {fit['seconds']:.1f} s "
+                   f"(best epoch {fit['best_epoch']})")
+    console.print(f"{trained}; {result['params']:,} parameters; written to "
+                  f"{out_dir / 'metrics.json'}", soft_wrap=True)
+
+
+def _start(spec: Any, out_dir: Path, threads: int | None) -> None:
+    """Check every output before loading anything, say whether the run resumes, fix threads."""
+    from flowdistill.experiments.runs import check_outputs
+
+    set_threads(threads)
+    line = check_outputs(spec, out_dir).describe()
+    if line and os.environ.get("RANK", "0") == "0":
+        console.print(line, soft_wrap=True)
 
 
 def _train_config(epochs: int, patience: int, device: str, quiet: bool, batch_size: int,
@@ -98,15 +132,17 @@ def register(app: typer.Typer) -> None:
         ] = None,
         epochs: EpochsOpt = 100,
         patience: PatienceOpt = 15,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 80,
-        lr: Annotated[float, typer.Option("--lr")] = 0.0055,
+        batch_size: BatchOpt = 80,
+        lr: LrOpt = 0.0055,
         device: DeviceOpt = "cpu",
         sets: SetOpt = None,
         save_teacher: Annotated[
             Path | None,
             typer.Option("--save-teacher", help="Also write this model's forecasts as a teacher file."),
         ] = None,
-        resume: ResumeOpt = True,
+        resume: ResumeOpt = False,
+        force: ForceOpt = False,
+        threads: ThreadsOpt = None,
         quiet: QuietOpt = False,
     ) -> None:
         """Train any model through the one engine; writes OUT/metrics.json."""
@@ -119,14 +155,22 @@ def register(app: typer.Typer) -> None:
             teacher=str(teacher) if teacher else None, model_options=model_sets,
             distill=replace(DistillConfig(), **loss_sets),
             train=_train_config(epochs, patience, device, quiet, batch_size, lr),
-            save_teacher=str(save_teacher) if save_teacher else None, resume=resume,
+            save_teacher=str(save_teacher) if save_teacher else None, resume=resume, force=force,
         )
+        _start(spec, out_dir, threads)
         _report(run(spec, out_dir), out_dir)
 
     @app.command("distill")
     def distill(
-        teacher: Annotated[Path, typer.Option("--teacher", help="Teacher-prediction file (.npz).")],
         out_dir: OutOpt,
+        teacher: Annotated[
+            Path | None, typer.Option("--teacher", help="Teacher-prediction file (.npz).")
+        ] = None,
+        no_teacher: Annotated[
+            bool,
+            typer.Option("--no-teacher", help="Train the same student on its data alone: no L_tbl, "
+                         "the truth instead of the teacher in L_spa/L_tem (the control run)."),
+        ] = False,
         dataset: DatasetOpt = "nyc-taxi-manhattan",
         data_dir: DataDirOpt = None,
         start: StartOpt = None,
@@ -139,11 +183,13 @@ def register(app: typer.Typer) -> None:
         no_temporal: Annotated[bool, typer.Option("--no-temporal", help="Drop L_tem.")] = False,
         epochs: EpochsOpt = 100,
         patience: PatienceOpt = 15,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 80,
-        lr: Annotated[float, typer.Option("--lr")] = 0.0055,
+        batch_size: BatchOpt = 80,
+        lr: LrOpt = 0.0055,
         device: DeviceOpt = "cpu",
         sets: SetOpt = None,
-        resume: ResumeOpt = True,
+        resume: ResumeOpt = False,
+        force: ForceOpt = False,
+        threads: ThreadsOpt = None,
         quiet: QuietOpt = False,
     ) -> None:
         """Distil a teacher file into the FlowDistill student; writes OUT/metrics.json."""
@@ -154,12 +200,21 @@ def register(app: typer.Typer) -> None:
             DistillConfig(), **loss_sets, use_tbl=not no_tbl, use_ib=not no_ib,
             use_spatial=not no_spatial, use_temporal=not no_temporal,
         )
+        if no_teacher and teacher is not None:
+            raise typer.BadParameter("give either --teacher FILE or --no-teacher, not both")
+        if no_teacher:
+            cfg = cfg.without_teacher()
+        elif teacher is None:
+            raise typer.BadParameter("needs --teacher FILE (or --no-teacher for the control run)")
         spec = RunSpec(
             model="flowdistill", dataset=dataset, data_dir=str(data_dir) if data_dir else None,
-            start=start, end=end, train_ratio=train_ratio, seed=seed, teacher=str(teacher),
+            start=start, end=end, train_ratio=train_ratio, seed=seed,
+            teacher=str(teacher) if teacher else None,
             model_options=model_sets, distill=cfg,
             train=_train_config(epochs, patience, device, quiet, batch_size, lr), resume=resume,
+            force=force,
         )
+        _start(spec, out_dir, threads)
         _report(run(spec, out_dir), out_dir)
 
     @app.command("models")

@@ -157,6 +157,10 @@ def _open_source(
     if fmt == "parquet":
         relation = f"read_parquet({_quote_str(str(path))})"
     else:
+        # A cut-off download makes the sniffer see one odd column: say what really happened.
+        truncated = csv_truncation(path)
+        if truncated:
+            raise DataError(path, truncated)
         # Text is parsed by us, not by the sniffer: a bad value deep in the file then becomes a
         # clear error instead of a type-detection failure.
         relation = f"read_csv({_quote_str(str(path))}, header=true, all_varchar=true)"
@@ -179,6 +183,53 @@ def _open_source(
             )
         columns[role] = hit
     return _Source(index, path, relation, columns)
+
+
+_TAIL_BYTES = 1 << 16
+
+
+def csv_truncation(path: Path) -> str | None:
+    """Why a text record file looks cut off (an interrupted download), or None when it does not.
+
+    Cheap: reads the first line and the last 64 KiB (a .gz file is decompressed only to find
+    whether its stream ends early). A file is truncated when it has no complete line at all, or
+    when its last line has no line break and fewer fields than the header.
+    """
+    advice = "download it again (or cut it back to whole lines)"
+    if path.name.lower().endswith(".gz"):
+        import gzip
+        import zlib
+
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.readline()
+                while fh.read(1 << 20):
+                    pass
+        except (EOFError, zlib.error, OSError) as exc:
+            return f"truncated: the compressed stream ends early ({exc}); {advice}"
+        return None if head.endswith(b"\n") else f"truncated: no complete header line; {advice}"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.readline()
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - _TAIL_BYTES))
+            tail = fh.read()
+    except OSError:
+        return None  # the reader reports unreadable files
+    if not head:
+        return None  # empty: reported as such by the reader
+    if not head.endswith(b"\n"):
+        return (f"truncated: the file ends inside its first line after {len(head)} bytes (no "
+                f"complete header); {advice}")
+    if tail.endswith(b"\n"):
+        return None
+    last = tail.rsplit(b"\n", 1)[-1]
+    delim = max(b",;\t|", key=lambda d: head.count(bytes([d])))
+    want, got = head.count(bytes([delim])) + 1, last.count(bytes([delim])) + 1
+    if got < want:
+        return (f"truncated: its last line stops after {got} of {want} fields with no line break "
+                f"({last[:40].decode(errors='replace')!r}); {advice}")
+    return None
 
 
 def check_record_files(

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from flowdistill.data.errors import DataError
 from flowdistill.data.windows import WindowAligned, WindowDataset, Windows
+from flowdistill.engine.progress import log_line, progress_bar
 from flowdistill.metrics import evaluate as evaluate_metrics
 from flowdistill.metrics import masked_mae
 from flowdistill.models.base import ForecastOutput, as_output, count_parameters
@@ -55,6 +56,51 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def validate(self) -> None:
+        """Refuse settings that cannot train (before any data is touched)."""
+        for name, least in (("max_epochs", 1), ("patience", 1), ("batch_size", 1),
+                            ("eval_batch_size", 1), ("grad_accumulation", 1)):
+            if getattr(self, name) < least:
+                flag = {"max_epochs": "--epochs"}.get(name, "--" + name.replace("_", "-"))
+                raise DataError(flag, f"must be at least {least}, got {getattr(self, name)}")
+        for name in ("limit_train_batches", "limit_val_batches"):
+            if getattr(self, name) < 0:
+                raise DataError(name, f"must be 0 (all) or positive, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise DataError("--lr", f"must be positive, got {self.lr}")
+        check_device(self.device)
+
+
+def check_device(device: str) -> None:
+    """A device torch can use here, or a DataError that says which one to use instead."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DataError("--device", f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DataError("--device", f"{device!r} asked for, but torch sees no GPU on this "
+                            "machine; use --device cpu") from None
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DataError("--device", f"{device!r} asked for, but there are only "
+                            f"{torch.cuda.device_count()} GPU(s): use cuda:0 … "
+                            f"cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise DataError("--device", "'mps' is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise DataError("--device", f"unsupported device {device!r}; use cpu, cuda or cuda:N")
+
+
+class RunInterrupted(BaseException):
+    """Ctrl-C during training. Not a KeyboardInterrupt, so no framework swallows it: the CLI
+    reports where the last intact checkpoint is and exits with status 130."""
+
+    def __init__(self, checkpoint: Path | None, epochs_done: int) -> None:
+        super().__init__("interrupted")
+        self.checkpoint = checkpoint
+        self.epochs_done = epochs_done
+
 
 Objective = Callable[[ForecastOutput, dict[str, torch.Tensor], Any], tuple[torch.Tensor, dict]]
 
@@ -83,6 +129,12 @@ class FitResult:
     @property
     def seconds_per_epoch(self) -> float:
         return self.seconds / max(self.epochs_run, 1)
+
+    @property
+    def best_epoch_number(self) -> int | None:
+        """The best epoch counted from 1, as printed and in metrics.json; None when nothing was
+        trained (models with no weights, e.g. the historical average)."""
+        return self.best_epoch + 1 if self.epochs_run > 0 else None
 
 
 def seed_everything(seed: int) -> None:
@@ -146,6 +198,7 @@ class Trainer:
     ) -> FitResult:
         """Train on the training windows, early-stop on validation MAE, keep the best weights."""
         cfg = self.cfg
+        cfg.validate()
         seed_everything(cfg.seed)
         maybe_init_distributed(cfg.device)
         rank, world = _dist_info()
@@ -189,76 +242,88 @@ class Trainer:
             net = nn.parallel.DistributedDataParallel(model)
 
         ids_all = train.ids
-        for epoch in range(start_epoch, cfg.max_epochs):
-            e0 = time.perf_counter()
-            net.train()
-            gen = np.random.default_rng([cfg.seed, epoch])
-            order = gen.permutation(ids_all)[rank::world]
-            batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-            if cfg.limit_train_batches:
-                batches = batches[: cfg.limit_train_batches]
-            losses: list[float] = []
-            parts: dict[str, list[float]] = {}
-            bar = tqdm(
-                total=sum(len(b) for b in batches),
-                desc=f"epoch {epoch + 1}/{cfg.max_epochs}",
-                disable=not cfg.progress or rank != 0,
-                leave=False,
-                unit="window",
-            )
-            opt.zero_grad(set_to_none=True)
-            for step, ids in enumerate(batches):
-                batch = self._batch(train, ids)
-                loss, logs = objective(self._forward(net, batch), batch, windows.scaler)
-                (loss / cfg.grad_accumulation).backward()
-                if (step + 1) % cfg.grad_accumulation == 0 or step + 1 == len(batches):
-                    if cfg.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                for k, v in logs.items():
-                    parts.setdefault(k, []).append(v)
-                bar.update(len(ids))
-                bar.set_postfix(loss=f"{np.mean(losses):.3f}")
-            bar.close()
-            sched.step()
-            val_mae = self.evaluate(model, windows, "val", limit_batches=cfg.limit_val_batches)["mae"]
-            improved = val_mae < result.best_val_mae
-            if improved:
-                result.best_val_mae, result.best_epoch, bad_epochs = val_mae, epoch, 0
-                best_state = trainable_state(model)
-            else:
-                bad_epochs += 1
-            row = {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                "val_mae": val_mae,
-                "lr": opt.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - e0,
-                **{k: float(np.mean(v)) for k, v in parts.items()},
-            }
-            result.history.append(row)
-            result.seconds += row["seconds"]
-            if on_epoch_end is not None:
-                on_epoch_end(row)
-            if cfg.progress and rank == 0:
-                tqdm.write(
-                    f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  val MAE {val_mae:.3f}"
-                    + ("  *" if improved else "")
+        saved_epochs = start_epoch
+        try:
+            for epoch in range(start_epoch, cfg.max_epochs):
+                e0 = time.perf_counter()
+                net.train()
+                gen = np.random.default_rng([cfg.seed, epoch])
+                order = gen.permutation(ids_all)[rank::world]
+                batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+                if cfg.limit_train_batches:
+                    batches = batches[: cfg.limit_train_batches]
+                losses: list[float] = []
+                parts: dict[str, list[float]] = {}
+                bar = progress_bar(
+                    total=sum(len(b) for b in batches),
+                    desc=f"epoch {epoch + 1}/{cfg.max_epochs}",
+                    enabled=cfg.progress and rank == 0,
+                    unit="window",
                 )
-            if ckpt_dir is not None and rank == 0:
-                self._save_checkpoint(
-                    ckpt_dir, model, opt, sched, epoch, bad_epochs, result, best_state
-                )
-            if bad_epochs >= cfg.patience:
-                result.stopped_early = True
-                break
+                opt.zero_grad(set_to_none=True)
+                for step, ids in enumerate(batches):
+                    batch = self._batch(train, ids)
+                    loss, logs = objective(self._forward(net, batch), batch, windows.scaler)
+                    (loss / cfg.grad_accumulation).backward()
+                    if (step + 1) % cfg.grad_accumulation == 0 or step + 1 == len(batches):
+                        if cfg.grad_clip:
+                            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                        opt.step()
+                        opt.zero_grad(set_to_none=True)
+                    losses.append(float(loss.detach()))
+                    for k, v in logs.items():
+                        parts.setdefault(k, []).append(v)
+                    bar.update(len(ids))
+                    bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+                bar.close()
+                sched.step()
+                val_mae = self.evaluate(model, windows, "val", limit_batches=cfg.limit_val_batches)["mae"]
+                improved = val_mae < result.best_val_mae
+                if improved:
+                    result.best_val_mae, result.best_epoch, bad_epochs = val_mae, epoch, 0
+                    best_state = trainable_state(model)
+                else:
+                    bad_epochs += 1
+                row = {
+                    "epoch": epoch + 1,  # counted from 1, as printed
+                    "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                    "val_mae": val_mae,
+                    "lr": opt.param_groups[0]["lr"],
+                    "seconds": time.perf_counter() - e0,
+                    **{k: float(np.mean(v)) for k, v in parts.items()},
+                }
+                result.history.append(row)
+                result.seconds += row["seconds"]
+                if on_epoch_end is not None:
+                    on_epoch_end(row)
+                if cfg.progress and rank == 0:
+                    log_line(
+                        f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  val MAE {val_mae:.3f}"
+                        + ("  *" if improved else "")
+                    )
+                if ckpt_dir is not None and rank == 0:
+                    self._save_checkpoint(
+                        ckpt_dir, model, opt, sched, epoch, bad_epochs, result, best_state
+                    )
+                    saved_epochs = epoch + 1
+                if bad_epochs >= cfg.patience:
+                    result.stopped_early = True
+                    break
+        except KeyboardInterrupt:
+            if ckpt_dir is not None:
+                _tmp(ckpt_dir / "last.pt").unlink(missing_ok=True)  # the renamed-in one is intact
+            last = ckpt_dir / "last.pt" if ckpt_dir is not None else None
+            if last is None or not last.exists():
+                raise RunInterrupted(None, 0) from None
+            try:  # the interrupt may have come after the rename but before we noted it
+                saved_epochs = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
+            except Exception:
+                pass
+            raise RunInterrupted(last, saved_epochs) from None
         result.epochs_run = len(result.history)
         model.load_state_dict(best_state, strict=False)
         if ckpt_dir is not None and rank == 0:
-            torch.save(best_state, _tmp(ckpt_dir / "best.pt"))
-            os.replace(_tmp(ckpt_dir / "best.pt"), ckpt_dir / "best.pt")
+            atomic_torch_save(best_state, ckpt_dir / "best.pt")
         return result
 
     def _save_checkpoint(self, ckpt_dir, model, opt, sched, epoch, bad_epochs, result, best_state):
@@ -277,8 +342,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "config": self.cfg.to_dict(),
         }
-        torch.save(state, _tmp(ckpt_dir / "last.pt"))
-        os.replace(_tmp(ckpt_dir / "last.pt"), ckpt_dir / "last.pt")
+        atomic_torch_save(state, ckpt_dir / "last.pt")
 
     # ------------------------------------------------------------------ predict / evaluate
     @torch.no_grad()
@@ -299,10 +363,13 @@ class Trainer:
         if limit_batches:
             chunks = chunks[:limit_batches]
         outs = []
-        for chunk in tqdm(chunks, desc="predict", disable=not progress, unit="batch", leave=False):
+        bar = progress_bar(total=len(chunks), desc="predict", enabled=progress, unit="batch")
+        for chunk in chunks:
             batch = self._batch(data, chunk)
             pred = windows.scaler.inverse(self._forward(model, batch).pred)
             outs.append(pred.float().cpu().numpy())
+            bar.update(1)
+        bar.close()
         return np.concatenate(outs, axis=0)
 
     def evaluate(
@@ -324,6 +391,17 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """torch.save under a temporary name in the same folder, then renamed: never half a file."""
+    path = Path(path)
+    tmp = _tmp(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

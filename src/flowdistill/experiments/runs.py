@@ -7,6 +7,7 @@ are trained by the same engine, on the same windows, and scored by the same mask
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,8 @@ from flowdistill.data.graph import nearest_regions
 from flowdistill.data.sources import load_dataset
 from flowdistill.data.windows import WindowConfig, Windows
 from flowdistill.engine.bundle import write_run_bundle
-from flowdistill.engine.trainer import TrainConfig, Trainer, write_json
+from flowdistill.engine.outputs import RunDir, prepare_run_dir
+from flowdistill.engine.trainer import TrainConfig, Trainer, atomic_torch_save, write_json
 from flowdistill.losses.distill import DistillConfig, DistillObjective
 from flowdistill.metrics import evaluate as evaluate_metrics
 from flowdistill.models.base import ModelContext, build_model, count_parameters, model_config
@@ -49,11 +51,13 @@ class RunSpec:
     distill: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     save_teacher: str | None = None  # also write this model's predictions as a teacher file
-    resume: bool = True  # continue from OUT/checkpoints/last.pt when it exists
+    resume: bool = True  # continue from OUT/checkpoints/last.pt when it exists (same settings)
+    force: bool = False  # overwrite a finished or unfinished run in OUT
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("resume")  # how the run was carried out, not what it is
+        d.pop("force")
         if self.model != "flowdistill":
             d.pop("distill")
         return d
@@ -107,8 +111,26 @@ def _teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold) ->
     return {"mae": m["mae"], "rmse": m["rmse"]}
 
 
+# Files a run writes into OUT besides metrics.json (written last: it marks a finished run).
+RUN_OUTPUTS = ("model.pt", "model.json", "model-graph.npy", "gnn-teacher")
+
+
+def check_outputs(spec: RunSpec, out_dir: str | Path) -> RunDir:
+    """Refuse (before any loading or training) outputs that exist or cannot be written; with
+    ``spec.force`` clear the old run's files; with ``spec.resume`` check the saved settings."""
+    spec.train.validate()
+    extra = [spec.save_teacher] if spec.save_teacher else []
+    if extra and not str(extra[0]).endswith(".npz"):
+        extra = [str(Path(extra[0]).with_suffix(".npz"))]
+    return prepare_run_dir(out_dir, spec.to_dict(), force=spec.force, resume=spec.resume,
+                           outputs=RUN_OUTPUTS, extra_files=extra)
+
+
 def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Train ``spec.model`` and score it on the test windows; write metrics.json if ``out_dir``."""
+    spec.train.validate()
+    if out_dir is not None and os.environ.get("RANK", "0") == "0":
+        check_outputs(spec, out_dir)
     ds = cached_dataset(spec)
     windows = Windows(ds, WindowConfig(train_ratio=spec.train_ratio))
     ctx = ModelContext.from_windows(windows)
@@ -123,20 +145,25 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
     teacher_info: dict[str, Any] | None = None
     if spec.model == "flowdistill":
         options.setdefault("use_ib", spec.distill.use_ib)
-        if spec.teacher is None:
+        if spec.teacher is None and spec.distill.needs_teacher:
             raise DataError(
                 "flowdistill",
                 "the student needs --teacher FILE (make one with `flowdistill teacher predict`, or "
-                "from any model with `flowdistill train --model stid --save-teacher FILE`)",
+                "from any model with `flowdistill train --model stid --save-teacher FILE`), or "
+                "--no-teacher to train it on its data alone",
             )
-        teacher = TeacherPredictions.load(spec.teacher)
-        extras = {"teacher": teacher.aligned(windows, splits=("train",))}
         objective = DistillObjective(spec.distill, neighbours_for(ds, spec.distill.k_r))
-        teacher_info = {"file": str(spec.teacher), "model": teacher.model, **{
-            k: teacher.meta.get(k) for k in ("train_ratio", "backbone", "layers", "prompt_layout")
-            if k in teacher.meta
-        }}
-        teacher_info["test"] = _teacher_scores(teacher, windows, train_cfg.mask_threshold)
+        if spec.teacher is not None:
+            teacher = TeacherPredictions.load(spec.teacher)
+            extras = {"teacher": teacher.aligned(windows, splits=("train",))}
+            teacher_info = {"file": str(spec.teacher), "model": teacher.model, **{
+                k: teacher.meta.get(k) for k in ("train_ratio", "backbone", "layers",
+                                                 "prompt_layout", "trained_on")
+                if k in teacher.meta
+            }}
+            # a slimmed file (training windows only) carries the score measured before slimming
+            teacher_info["test"] = (_teacher_scores(teacher, windows, train_cfg.mask_threshold)
+                                    or teacher.meta.get("scores", {}).get("test", {}))
     elif spec.model in KD_BASELINES:
         module = importlib.import_module(KD_BASELINES[spec.model])
         teacher_path = spec.teacher
@@ -144,7 +171,7 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
             sub = RunSpec(
                 model=module.TEACHER_MODEL, dataset=spec.dataset, data_dir=spec.data_dir,
                 start=spec.start, end=spec.end, train_ratio=spec.train_ratio, seed=spec.seed,
-                train=spec.train,
+                train=spec.train, resume=spec.resume, force=spec.force,
                 save_teacher=str((out or Path(".")) / "gnn-teacher" / "teacher.npz"),
             )
             run(sub, (out / "gnn-teacher") if out is not None else None)
@@ -166,7 +193,7 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
         "windows": windows.describe()["windows"],
         "params": count_parameters(model),
         "fit": {
-            "best_epoch": fit.best_epoch,
+            "best_epoch": fit.best_epoch_number,  # from 1, as printed; null: nothing trained
             "epochs_run": fit.epochs_run,
             "stopped_early": fit.stopped_early,
             "seconds": round(fit.seconds, 3),
@@ -185,20 +212,20 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
     result["world_size"] = (
         torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     )
-    if out is not None and is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), out / "model.pt")
-        write_run_bundle(out, spec.model, options, windows, {  # lets predict/export/serve rebuild it
-            k: getattr(spec, k) for k in ("dataset", "data_dir", "start", "end", "train_ratio")})
-        write_json(out / "metrics.json", result)
-    if spec.save_teacher and is_main:
+    if spec.save_teacher and is_main:  # before metrics.json, which marks the run finished
         ids = windows.all_ids
         preds = trainer.predict(model, windows, ids)
-        TeacherPredictions.create(
+        saved = TeacherPredictions.create(
             windows, ids, preds, model=spec.model, seed=spec.seed,
             trained_on=f"train split, ratio {spec.train_ratio}",
         ).save(spec.save_teacher)
-        result["saved_teacher"] = spec.save_teacher
+        result["saved_teacher"] = str(saved)
+    if out is not None and is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(model.state_dict(), out / "model.pt")
+        write_run_bundle(out, spec.model, options, windows, {  # lets predict/export/serve rebuild it
+            k: getattr(spec, k) for k in ("dataset", "data_dir", "start", "end", "train_ratio")})
+        write_json(out / "metrics.json", result)
     return result
 
 

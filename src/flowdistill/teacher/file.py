@@ -81,14 +81,16 @@ class TeacherPredictions:
             if key in self.meta and int(self.meta[key]) != p.shape[axis]:
                 raise DataError(where, f"metadata says {key}={self.meta[key]}, array has {p.shape[axis]}")
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], dtype: str = "float32") -> Path:
+        """Compressed npz; ``dtype="float16"`` halves the file (forecasts of counts in the
+        hundreds keep 3 significant digits, below the noise of any forecaster)."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
         atomic_savez(
             path,
             window_ids=self.window_ids,
-            preds=self.preds,
+            preds=self.preds.astype(dtype),
             meta=np.array(json.dumps(self.meta)),
         )
         return path
@@ -103,7 +105,8 @@ class TeacherPredictions:
                 missing = {"window_ids", "preds", "meta"} - set(z.files)
                 if missing:
                     raise DataError(path, f"not a teacher file: missing {sorted(missing)}")
-                out = cls(z["window_ids"].astype(np.int64), z["preds"], json.loads(str(z["meta"])))
+                out = cls(z["window_ids"].astype(np.int64), z["preds"].astype(np.float32),
+                          json.loads(str(z["meta"])))
         except DataError:
             raise
         except Exception as exc:
@@ -113,16 +116,28 @@ class TeacherPredictions:
         out._check_shape(str(path))
         return out
 
+    def subset(self, ids: np.ndarray, **meta: Any) -> TeacherPredictions:
+        """Only the rows of these windows (e.g. a small file with just the training windows)."""
+        lookup = WindowAligned(self.window_ids, self.preds, name=f"teacher[{self.model}]")
+        ids = np.asarray(ids, dtype=np.int64)
+        return TeacherPredictions(ids, lookup.get(ids), {**self.meta, **meta})
+
     def check_matches(self, windows: Windows, where: str = "teacher file") -> None:
-        """Refuse a file made for another dataset, period, window length or region set."""
+        """Refuse a file made for another dataset, period, window length or region set.
+
+        The training ratio is not compared: a teacher may be trained on more data than the
+        student (that is the point of a teacher); what matters is that its rows are forecasts for
+        these windows of this series, which :meth:`aligned` checks window by window.
+        """
         want = dataset_fingerprint(windows)
         diffs = [
-            f"{k}: file has {self.meta.get(k)!r}, dataset has {want[k]!r}"
+            f"{k}: file has {self.meta.get(k)!r}, this run has {want[k]!r}"
             for k in CHECKED_KEYS
             if str(self.meta.get(k)) != str(want[k])
         ]
         if diffs:
-            raise DataError(where, "made for other data — " + "; ".join(diffs))
+            raise DataError(where, "made for other data — " + "; ".join(diffs)
+                            + "; predict a teacher file for this dataset and period")
 
     def aligned(self, windows: Windows, splits: tuple[str, ...] = ("train",)) -> WindowAligned:
         """The predictions as a per-window lookup, after checking they cover ``splits``."""
@@ -131,10 +146,23 @@ class TeacherPredictions:
         for split in splits:
             ids = windows.ids(split)
             if not lookup.covers(ids):
-                have = set(self.window_ids.tolist())
-                missing = [int(w) for w in ids if int(w) not in have]
-                raise DataError(
-                    "teacher file",
-                    f"no predictions for {len(missing)} {split} windows (first: {missing[:3]})",
-                )
+                raise DataError("teacher file", self._coverage_problem(windows, split, ids))
         return lookup
+
+    def _coverage_problem(self, windows: Windows, split: str, ids: np.ndarray) -> str:
+        """Which windows are missing, what the file was made for, and how to get a file that fits."""
+        missing = np.setdiff1d(ids, self.window_ids)
+        have = (f"windows {int(self.window_ids.min())}–{int(self.window_ids.max())}"
+                if len(self.window_ids) else "no windows")
+        made_for = ""
+        ratio = self.meta.get("train_ratio")
+        if ratio is not None and float(ratio) != windows.cfg.train_ratio:
+            made_for = f", predicted for training ratio {ratio}"
+        if self.meta.get("splits"):
+            made_for += f" (splits {self.meta['splits']})"
+        return (
+            f"holds {have}{made_for}, but the {split} windows at training ratio "
+            f"{windows.cfg.train_ratio} are {int(ids.min())}–{int(ids.max())}: {len(missing)} of "
+            f"{len(ids)} have no prediction (first: {missing[:3].tolist()}); predict them with "
+            f"`flowdistill teacher predict --splits all` or a file made at this ratio"
+        )
