@@ -173,6 +173,21 @@ def test_predict_wrong_zones_and_missing_slots(syn, tmp_path, monkeypatch, capsy
     assert np.allclose(f.forecast_dataset(flipped, "2021-03-15 08:00").values, a)
 
 
+@pytest.mark.parametrize("model", ["flowdistill", "stid", "ha"])
+def test_forecaster_matches_the_training_pipeline(syn, model):
+    """Scaler, calendar and zone order rebuilt from the run folder give the engine's forecasts."""
+    from flowdistill.data.windows import WindowConfig, Windows
+    from flowdistill.engine.trainer import Trainer
+
+    ds, _, runs = syn
+    f = Forecaster.from_run(runs[model])
+    windows = Windows(ds, WindowConfig(train_ratio=0.5))
+    ids = windows.ids("test")[::7]
+    engine = Trainer().predict(f.model, windows, ids)
+    ours = f.forecast_raw(windows.inputs(ids, scaled=False), ds.timestamps[ids])
+    assert np.allclose(ours, np.clip(engine, 0, None), atol=1e-3)
+
+
 def test_old_run_without_model_json_is_rebuilt_from_metrics(syn, tmp_path):
     import shutil
 
