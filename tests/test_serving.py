@@ -346,3 +346,36 @@ def test_server_refuses_nan_and_broken_json(server):
     code, reply = _call(base + "/forecast", raw=b"{not json")
     assert code == 422 and "not valid JSON" in reply["error"]
     assert _call(base + "/health")[0] == 200
+
+
+def test_serve_command_runs_on_loopback(syn, tmp_path):
+    """The real `flowdistill serve` process: up, answers, refuses `at` without data, stops."""
+    import os
+    import signal
+    import subprocess
+
+    ds, _, runs = syn
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowdistill", "serve", "--run", str(runs["flowdistill"]),
+         "--host", "127.0.0.1", "--port", str(port), "--no-data"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if _call(base + "/health")[0] == 200:
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                time.sleep(0.1)
+        code, reply = _call(base + "/forecast", {"at": "2021-03-15T08:00:00",
+                                                 "flows": ds.flows[:12].tolist()})
+        assert code == 200 and len(reply["forecast"]) == ds.num_regions
+        code, reply = _call(base + "/forecast", {"at": "2021-03-15T08:00:00"})
+        assert code == 422 and "serves no data" in reply["error"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)

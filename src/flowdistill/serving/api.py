@@ -136,6 +136,15 @@ def create_app(forecaster: Forecaster, data: FlowDataset | None = None) -> FastA
                     f"({', '.join(channels)})"
         if len(flows) != L:
             raise DataError("flows", f"{shape_msg}; got {len(flows)} slots")
+        try:  # the common case in one numpy pass; the loop below only names what is wrong
+            arr = np.asarray(flows, dtype=np.float32)
+        except ValueError:
+            arr = None
+        if arr is not None and arr.shape == (L, n, len(channels)) and np.isfinite(arr).all() \
+                and (arr >= 0).all():
+            if order is not None:
+                arr = arr[:, [order.index(z) for z in zones]]
+            return forecaster.forecast(arr, at)
         for t, row in enumerate(flows):
             if len(row) != n:
                 raise DataError("flows", f"{shape_msg}; slot {t} has {len(row)} zones")
