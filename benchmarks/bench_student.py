@@ -91,7 +91,7 @@ def training_row(data_dir: str, teacher: str | None) -> dict:
     return {
         "teacher": Path(teacher).name,
         "epochs": fit["epochs_run"],
-        "best_epoch": fit["best_epoch"] + 1,
+        "best_epoch": fit["best_epoch"],  # counted from 1 in metrics.json
         "seconds_per_epoch": fit["seconds_per_epoch"],
         "seconds_to_stop": fit["seconds"],
         "test_mae": result["test"]["mae"],

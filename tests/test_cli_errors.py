@@ -169,18 +169,24 @@ def test_unfinished_run_needs_resume(capsys, tmp_path, syn, monkeypatch):
     _interrupted_after_first_epoch(out, syn, capsys, monkeypatch)
     code, _, err = cli(capsys, "train", "--model", "stid", "--dataset", syn, "--out", out, *TINY)
     assert_usage_error(code, err, "unfinished run", "epoch 1", "--resume", "--force")
-    args = [a if a != "2" else "3" for a in TINY]  # one more epoch than the checkpoint
-    code, _, err = cli(capsys, "train", "--model", "stid", "--dataset", syn, "--out", out, *args,
-                       "--resume")
-    assert_usage_error(code, err, "other settings", "train.max_epochs")
     code, _, err = cli(capsys, "train", "--model", "stid", "--dataset", syn, "--out", out, *TINY,
                        "--lr", "0.01", "--seed", "3", "--resume")
-    assert_usage_error(code, err, "train.lr", "seed")
+    assert_usage_error(code, err, "other settings", "train.lr", "seed")
     code, _, err = cli(capsys, "train", "--model", "stid", "--dataset", syn, "--out", out, *TINY,
                        "--resume")
     assert code == 0, err
     assert any("resuming" in ln and "from epoch 2 of 2" in ln for ln in err), err
     assert json.loads((out / "metrics.json").read_text())["fit"]["epochs_run"] == 2
+    # finished: --resume with the same budget has nothing to do; with a larger one it trains on
+    code, _, err = cli(capsys, "train", "--model", "stid", "--dataset", syn, "--out", out, *TINY,
+                       "--resume")
+    assert_usage_error(code, err, "finished run", "already trained 2 epochs")
+    more = [a if a != "2" else "3" for a in TINY]
+    code, _, err = cli(capsys, "train", "--model", "stid", "--dataset", syn, "--out", out, *more,
+                       "--resume")
+    assert code == 0, err
+    assert any("from epoch 3 of 3" in ln and "raised from 2" in ln for ln in err), err
+    assert json.loads((out / "metrics.json").read_text())["fit"]["epochs_run"] == 3
 
 
 def test_data_build_does_not_overwrite(capsys, tmp_path):
@@ -307,3 +313,30 @@ def test_threads_option_sets_torch_threads(capsys, tmp_path, syn):
     assert torch.get_num_threads() == 1
     assert json.loads((tmp_path / "ha" / "metrics.json").read_text())["machine"].endswith(
         "1 threads")
+
+
+def test_teacher_train_and_predict_refuse_before_loading(capsys, tmp_path):
+    model = tmp_path / "llm"
+    model.mkdir()
+    (model / "teacher.json").write_text("{}")  # a finished teacher folder
+    code, _, err = cli(capsys, "teacher", "train", "--out", model, "--threads", "1")
+    assert_usage_error(code, err, "finished run", "--force")
+    out = tmp_path / "t.npz"
+    (tmp_path / "t.npz.parts").mkdir()  # pieces of an interrupted prediction
+    code, _, err = cli(capsys, "teacher", "predict", "--model", model, "--out", out,
+                       "--threads", "1")
+    assert_usage_error(code, err, "interrupted run", "--resume", "--force")
+    out.write_text("old")
+    code, _, err = cli(capsys, "teacher", "predict", "--model", model, "--out", out,
+                       "--threads", "1", "--resume")
+    assert_usage_error(code, err, "already exists", "--force")
+    assert out.read_text() == "old"
+
+
+def test_bench_log_gets_plain_lines(tmp_path, shared_data):
+    proc = subprocess_cli("bench", "horizons", "--out", tmp_path / "b", "--data-dir", shared_data,
+                          "--start", "2019-01-01", "--end", "2019-01-14", "--models", "ha",
+                          "--seeds", "0", "--train-ratio", "0.5", "--epochs", "1", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "run 1/1 ha r0.5 s0 (training)" in proc.stderr
+    assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr

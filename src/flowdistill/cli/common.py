@@ -71,13 +71,15 @@ def check_device_option(value: str) -> str:
     return value
 
 
-# What to tell the user after Ctrl-C; a command that resumes differently replaces it.
-_resume_hint = ["run the same command again with --resume to continue from it"]
+# What to tell the user after Ctrl-C: [after a training checkpoint, elsewhere (None: nothing)].
+_resume_hint: list[str | None] = ["run the same command again with --resume to continue from it",
+                                  None]
 
 
-def set_resume_hint(text: str) -> None:
-    """How the running command continues after Ctrl-C (printed with the checkpoint's place)."""
-    _resume_hint[0] = text
+def set_resume_hint(text: str, outside_training: bool = False) -> None:
+    """How the running command continues after Ctrl-C: after a training checkpoint, or (with
+    ``outside_training``) after an interruption anywhere, e.g. between part files."""
+    _resume_hint[1 if outside_training else 0] = text
 
 
 def free_cores() -> int:
@@ -164,7 +166,7 @@ def run_guarded(app: typer.Typer, args: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, prog_name="flowdistill", standalone_mode=False)
         if interrupted:  # typer turns KeyboardInterrupt into a return value of 130
-            _error("interrupted; nothing was written for the unfinished step")
+            _error("interrupted; nothing was written for the unfinished step", _resume_hint[1])
             return 130
         return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except RunInterrupted as exc:
@@ -180,7 +182,7 @@ def run_guarded(app: typer.Typer, args: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        _error("interrupted; nothing was written for the unfinished step")
+        _error("interrupted; nothing was written for the unfinished step", _resume_hint[1])
         return 130
     except typer.Exit as exc:
         return int(exc.exit_code or 0)

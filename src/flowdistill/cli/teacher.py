@@ -20,6 +20,7 @@ from flowdistill.cli.common import (
     console,
     metrics_table,
     out,
+    set_resume_hint,
     set_threads,
 )
 
@@ -187,6 +188,8 @@ def predict(
 
     out_file = out_file if out_file.suffix == ".npz" else out_file.with_suffix(".npz")
     check_partial(out_file, out_file.with_name(out_file.name + ".parts"), force, resume)
+    set_resume_hint("run the same command with --resume: the finished part files are kept",
+                    outside_training=True)
 
     from flowdistill.teacher.train import load_teacher, predict_to_file
 

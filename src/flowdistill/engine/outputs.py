@@ -3,7 +3,8 @@
 Checked before any data is loaded or any epoch is trained, so a mistake costs seconds, not an hour:
 
 * a folder holding a finished run (its marker file, e.g. ``metrics.json``) is refused unless
-  ``force``, which clears the run's own files first;
+  ``force``, which clears the run's own files first, or ``resume`` with a larger epoch budget,
+  which trains it further from its last checkpoint;
 * a folder holding an unfinished run (``checkpoints/last.pt``) is refused unless ``resume`` (which
   continues it, after checking that the saved configuration is the one asked for) or ``force``;
 * every file the run will write must not exist yet (unless ``force``) and its folder must be
@@ -31,6 +32,9 @@ LAST = "last.pt"
 RUN_CONFIG = "run.json"
 # How a run is carried out, not what it computes: may differ between a run and its resumption.
 IGNORED_KEYS = frozenset({"progress", "device", "resume", "force", "threads", "quiet"})
+# May grow on resume: epochs are seeded by (seed, epoch), so training further from a checkpoint
+# gives the same weights as a run started with the larger budget.
+EXTENDABLE = "max_epochs"
 
 
 class OutputError(DataError):
@@ -45,6 +49,7 @@ class RunDir:
     resume_epoch: int | None = None  # epochs already done by the checkpoint being resumed
     max_epochs: int | None = None
     resume_requested: bool = False
+    saved_max_epochs: int | None = None  # the budget the resumed run was started with
 
     @property
     def resuming(self) -> bool:
@@ -57,8 +62,10 @@ class RunDir:
                 return (f"resuming {self.path}: all {self.max_epochs} epochs are done, only the "
                         "evaluation is left")
             total = f" of {self.max_epochs}" if self.max_epochs else ""
+            grown = (f", most epochs raised from {self.saved_max_epochs}"
+                     if self.saved_max_epochs and self.saved_max_epochs != self.max_epochs else "")
             return (f"resuming {self.path} from epoch {self.resume_epoch + 1}{total} "
-                    f"(checkpoint after epoch {self.resume_epoch})")
+                    f"(checkpoint after epoch {self.resume_epoch}{grown})")
         if self.resume_requested:
             return f"--resume: no checkpoint in {self.path}, starting from epoch 1"
         return ""
@@ -76,12 +83,15 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+def config_differences(
+    saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Iterable[str] = ()
+) -> list[str]:
     """``key: saved X, now Y`` for each setting that differs (run-mechanics keys ignored)."""
     a, b = flatten(saved), flatten(wanted)
+    skip = IGNORED_KEYS | set(ignore)
     diffs = []
     for key in sorted(set(a) | set(b)):
-        if key.rsplit(".", 1)[-1] in IGNORED_KEYS:
+        if key.rsplit(".", 1)[-1] in skip:
             continue
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             diffs.append(f"{key}: saved {a.get(key, '<absent>')!r}, now {b.get(key, '<absent>')!r}")
@@ -161,10 +171,11 @@ def prepare_run_dir(
     train_cfg = config.get("train") if isinstance(config.get("train"), Mapping) else None
     info.max_epochs = train_cfg.get("max_epochs") if train_cfg else None
 
-    if (path / finished).exists():
+    if (path / finished).exists() and not (resume and last.exists() and not force):
         if not force:
-            raise OutputError(path, f"holds a finished run ({finished}); use another --out, or add "
-                              "--force to overwrite it")
+            raise OutputError(path, f"holds a finished run ({finished}); use another --out, add "
+                              "--force to overwrite it, or --resume with more epochs to train it "
+                              "further")
         _clear(path, [finished, *outputs], ckpt)
     elif last.exists():
         if force:
@@ -178,14 +189,22 @@ def prepare_run_dir(
             saved_file = ckpt / RUN_CONFIG
             if saved_file.exists():
                 saved = json.loads(saved_file.read_text())
-                diffs = config_differences(saved, config)
+                diffs = config_differences(saved, config, ignore={EXTENDABLE})
             else:  # checkpoints from before run.json: only the engine's settings are known
-                diffs = config_differences(saved_train, train_cfg or {})
+                saved = {"train": saved_train}
+                diffs = config_differences(saved_train, train_cfg or {}, ignore={EXTENDABLE})
             if diffs:
                 raise OutputError(path, "--resume: the saved run was made with other settings — "
                                   + "; ".join(diffs) + ". Use the same options, another --out, or "
                                   "--force to start over")
-            info.resume_epoch = done
+            saved_max = (saved.get("train") or {}).get(EXTENDABLE)
+            if (path / finished).exists() and info.max_epochs is not None and done >= info.max_epochs:
+                raise OutputError(path, f"holds a finished run ({finished}) that already trained "
+                                  f"{done} epochs; give more epochs to train it further, or --force "
+                                  "to start over")
+            info.resume_epoch, info.saved_max_epochs = done, saved_max
+            if saved_max is not None and info.max_epochs != saved_max:
+                _write_config(saved_file, config)  # the new budget, for the next resumption
     elif force:
         _clear(path, list(outputs), ckpt)
     else:

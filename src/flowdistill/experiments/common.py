@@ -306,11 +306,15 @@ def run_all(cache: RunCache, keys: Sequence[RunKey], title: str) -> dict[RunKey,
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("{task.fields[run]}"),
-        console=console, disable=not cache.cfg.progress, transient=False,
+        console=console, disable=not cache.cfg.progress or not console.is_terminal,
+        transient=False,
     ) as bar:
         task = bar.add_task(title, total=len(keys), run="")
-        for key in keys:
+        for i, key in enumerate(keys, 1):
             state = "reused" if cache.done(key) else "training"
+            if cache.cfg.progress and not console.is_terminal:  # a log file: plain lines
+                console.print(f"{title}: run {i}/{len(keys)} {key.name} {ratio_tag(key.ratio)} "
+                              f"s{key.seed} ({state})", soft_wrap=True)
             bar.update(task, run=f"{key.name} {ratio_tag(key.ratio)} s{key.seed} ({state})")
             results[key] = cache.get(key)
             bar.advance(task)

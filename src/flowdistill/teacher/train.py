@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from flowdistill.data.dataset import atomic_savez
 from flowdistill.data.errors import DataError
 from flowdistill.data.sources import load_dataset
 from flowdistill.data.windows import WindowConfig, Windows
+from flowdistill.engine.progress import progress_bar
 from flowdistill.engine.trainer import FitResult, TrainConfig, Trainer, write_json
 from flowdistill.metrics import evaluate as evaluate_metrics
 from flowdistill.teacher.file import TeacherPredictions, dataset_fingerprint
@@ -241,8 +241,8 @@ def predict_to_file(
     trainer = Trainer(TrainConfig(eval_batch_size=batch_size, device=device, progress=False))
     chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
     done = sum(len(c) for k, c in enumerate(chunks) if (parts / f"part-{k:05d}.npz").exists())
-    bar = tqdm(total=len(ids), initial=done, desc="teacher predict", unit="sample",
-               disable=not progress, smoothing=0.1)
+    bar = progress_bar(total=len(ids), desc="teacher predict", enabled=progress, unit="sample")
+    bar.update(done)  # windows of part files kept from an interrupted run
     t0 = time.perf_counter()
     for k, chunk in enumerate(chunks):
         part = parts / f"part-{k:05d}.npz"
