@@ -4,7 +4,7 @@ Each variant is one `flowdistill teacher train` run with the same budget (steps,
 into OUT/<variant>/; a finished variant (teacher.json present) is skipped, an interrupted one resumes
 from its engine checkpoint. The table (Markdown and JSON) goes to OUT/variants.{md,json}.
 
-    python scripts/teacher_variants.py --out runs/teacher-variants --steps 200 --threads 1
+    python scripts/teacher_variants.py --out runs/teacher-variants --steps 150 --val-every 75 --threads 1
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ VARIANTS: dict[str, list[str]] = {
     "pre-shared (UrbanGPT)": ["--pre-query", "shared"],
     "pre-region": ["--pre-query", "region"],
     "head-his attached": ["--head-his", "attached"],
-    "head-his none": ["--head-his", "none"],
     "taxi only (no bike)": ["--no-extra"],
     "2 layers": ["--layers", "2"],
 }
@@ -42,8 +41,8 @@ def args_for(name: str) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/teacher-variants"))
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--val-every", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--val-every", type=int, default=75)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)

@@ -70,6 +70,9 @@ class HeadlineConfig:
     results_dir: Path = Path("docs/results")
     results_doc: Path = Path("docs/results.md")
     progress: bool = True
+    # Only the runs that need no teacher (HA, STID, the student without a teacher): they can run
+    # while the teacher trains; nothing is written to the results.
+    controls_only: bool = False
 
     def plans(self) -> list[TeacherPlan]:
         plans = [self.teacher]
@@ -188,6 +191,17 @@ def _no_teacher(cache: RunCache, seed: int) -> dict[str, Any]:
 
 def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
     """Everything the headline table needs, trained or reused; writes the JSON and the doc."""
+    if cfg.controls_only:
+        cache = RunCache(_bench(cfg, None))
+        done = []
+        for seed in cfg.seeds:
+            for model in ("ha", "stid"):
+                log(f"{model} s{seed}")
+                done.append(cache.get(RunKey(model, cfg.train_ratio, seed)))
+            log(f"flowdistill-no-teacher s{seed}")
+            done.append(_no_teacher(cache, seed))
+        return {"controls": [{"model": d["model"], "seed": d["config"]["run"]["seed"],
+                              "mae": d["test"]["mae"]} for d in done]}
     teachers = {}
     for plan in cfg.plans():
         log(f"teacher {plan.name}: {plan.layers} layer(s), {plan.steps} steps, pool={plan.pool}, "
