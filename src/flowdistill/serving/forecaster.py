@@ -110,9 +110,9 @@ class Forecaster:
 
     def calendar(self, at: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
         """Time-of-day and day-of-week index of the L input slots before each time in ``at``."""
-        steps = np.arange(-self.input_len, 0)
-        stamps = pd.DatetimeIndex(np.asarray(at, dtype="datetime64[ns]")[:, None].repeat(
-            self.input_len, 1).ravel()) + pd.to_timedelta(np.tile(steps, len(at)) * self.interval)
+        offsets = np.arange(-self.input_len, 0) * np.timedelta64(self.bundle.interval_minutes, "m")
+        when = np.asarray(pd.DatetimeIndex(at), dtype="datetime64[ns]")
+        stamps = pd.DatetimeIndex((when[:, None] + offsets[None, :]).ravel())
         minutes = stamps.hour * 60 + stamps.minute
         tod = (minutes // self.bundle.interval_minutes).to_numpy().reshape(len(at), -1)
         dow = stamps.day_of_week.to_numpy().reshape(len(at), -1)
