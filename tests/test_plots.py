@@ -9,6 +9,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from conftest import make_synthetic
 from flowdistill.engine.trainer import TrainConfig
 from flowdistill.experiments.runs import RunSpec, run
 
@@ -34,7 +35,9 @@ def runs(tmp_path_factory, shared_data) -> dict[str, Path]:
     tc = TrainConfig(max_epochs=2, limit_train_batches=2, limit_val_batches=1, progress=False)
     run(RunSpec(model="ha", train=tc, **common), root / "ha")
     run(RunSpec(model="stid", train=tc, model_options={"embed_dim": 16}, **common), root / "stid")
-    return {"ha": root / "ha", "stid": root / "stid"}
+    syn = make_synthetic(days=20, regions=10).save(root / "syn.npz")
+    run(RunSpec(model="stid", dataset=str(syn), train_ratio=0.5, train=tc), root / "syn")
+    return {"ha": root / "ha", "stid": root / "stid", "syn": root / "syn"}
 
 
 def _png(path: Path) -> np.ndarray:
@@ -76,3 +79,22 @@ def test_plot_refuses_bad_choices(runs, shared_data, tmp_path, monkeypatch, caps
     if "--what" in args:
         code, msg = run_cli(monkeypatch, capsys, "plot", "--run", str(runs["stid"]), *args)
     assert code == 2 and problem in msg, msg
+
+
+def test_plot_a_run_in_progress_and_a_city_without_taxi_zones(runs, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    running = tmp_path / "running"
+    shutil.copytree(runs["stid"], running)
+    (running / "metrics.json").unlink()  # what a run still training has: its last checkpoint
+    code, msg = run_cli(monkeypatch, capsys, "plot", "--run", str(running), "--what", "curves")
+    assert code == 0, msg
+    _png(running / "plots" / "learning_curves.png")
+    code, msg = run_cli(monkeypatch, capsys, "plot", "--run", str(runs["syn"]), "--out",
+                        str(tmp_path / "syn"))
+    assert code == 0, msg
+    assert "no error map" in msg and not (tmp_path / "syn" / "error_map.png").exists()
+    _png(tmp_path / "syn" / "forecast_vs_truth.png")
+    code, msg = run_cli(monkeypatch, capsys, "plot", "--run", str(runs["syn"]), "--what", "map",
+                        "--out", str(tmp_path / "syn"))
+    assert code == 2 and "zone ids not in the zone table" in msg

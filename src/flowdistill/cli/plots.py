@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         zone_list = [z.strip() for z in zones.split(",") if z.strip()] if zones else None
         written = plot_run(
             run, out_dir or run / "plots", kinds, zones=zone_list, week=week, horizon=horizon,
-            data=data, data_dir=data_dir,
+            data=data, data_dir=data_dir, note=lambda msg: console.print(msg, soft_wrap=True),
         )
         for path in written:
             console.print(f"written {path}", soft_wrap=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,26 @@ def error_map(
 
 
 # ------------------------------------------------------------------------------ all of a run
+def run_history(run_dir: Path) -> dict[str, Any]:
+    """metrics.json of a finished run, or what the last checkpoint of a running one knows."""
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        return json.loads(metrics_path.read_text())
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.exists():
+        raise DataError(run_dir, "neither metrics.json nor checkpoints/last.pt: nothing to plot")
+    import torch
+
+    state = torch.load(last, map_location="cpu", weights_only=False)  # our own checkpoint
+    config = json.loads((last.parent / "run.json").read_text()) if (
+        last.parent / "run.json").exists() else {}
+    return {
+        "model": config.get("model", "run in progress"),
+        "dataset": {"name": config.get("dataset", "?")},
+        "fit": {"history": state.get("history", []), "best_epoch": state.get("best_epoch")},
+    }
+
+
 def plot_run(
     run_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -182,18 +202,19 @@ def plot_run(
     horizon: int = 1,
     data: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """The chosen plots of a run as PNGs in ``out_dir``; returns the files written."""
+    """The chosen plots of a run as PNGs in ``out_dir``; returns the files written.
+
+    A map needs the zones' polygons: when the run's zones are not NYC taxi zones it is skipped with
+    a ``note`` if other plots were asked for too, and is an error if it was the only one.
+    """
     from flowdistill.serving.inputs import load_input
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     written: list[Path] = []
-    metrics_path = run_dir / "metrics.json"
     if "curves" in kinds:
-        if not metrics_path.exists():
-            raise DataError(metrics_path, "no metrics.json: not a finished run")
-        metrics = json.loads(metrics_path.read_text())
-        written.append(learning_curves(metrics, out_dir / "learning_curves.png"))
+        written.append(learning_curves(run_history(run_dir), out_dir / "learning_curves.png"))
     if not {"forecast", "map"} & set(kinds):
         return written
     forecaster = Forecaster.from_run(run_dir)
@@ -211,6 +232,14 @@ def plot_run(
                                          out_dir / "forecast_vs_truth.png", horizon))
     if "map" in kinds:
         shp = resolve_data_dir(data_dir) / "nyc-taxi-zones" / "taxi_zones.shp"
+        try:
+            read_zones(shp, "LocationID", "zone").subset(list(forecaster.zones), NYC_ZONE_ALIASES)
+        except DataError as exc:
+            if len(kinds) == 1:
+                raise
+            if note is not None:
+                note(f"no error map: the zone polygons are NYC taxi zones ({exc.problem})")
+            return written
         first = int((test_start - ds.start) / step)
         last = int((test_end - ds.start) / step) - forecaster.output_len + 1
         pred, truth = test_forecasts(forecaster, ds, first, last)
