@@ -124,6 +124,9 @@ class BenchConfig:
             raise DataError("--batches-per-epoch", "must be 0 (all) or positive")
         if self.teacher is not None and not Path(self.teacher).exists():
             raise DataError(self.teacher, "teacher file not found")
+        from flowdistill.engine.outputs import check_writable
+
+        check_writable(self.out, "--out folder")  # before the first of many runs, not after
         if self.teacher_model is not None:
             if self.teacher_model not in known or self.teacher_model == "flowdistill":
                 raise DataError("--teacher-model", f"{self.teacher_model!r} cannot be a teacher; "
