@@ -336,7 +336,8 @@ def test_teacher_train_and_predict_refuse_before_loading(capsys, tmp_path):
 def test_bench_log_gets_plain_lines(tmp_path, shared_data):
     proc = subprocess_cli("bench", "horizons", "--out", tmp_path / "b", "--data-dir", shared_data,
                           "--start", "2019-01-01", "--end", "2019-01-14", "--models", "ha",
-                          "--seeds", "0", "--train-ratio", "0.5", "--epochs", "1", "--threads", "1")
+                          "--seeds", "0", "--train-ratio", "0.5", "--epochs", "1", "--threads", "1",
+                          "--no-publish")
     assert proc.returncode == 0, proc.stderr
     assert "run 1/1 ha r0.5 s0 (training)" in proc.stderr
     assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr

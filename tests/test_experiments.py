@@ -179,9 +179,11 @@ def test_cli_commands(bench, tmp_path):
               "--epochs", "1", "--patience", "1", "--teacher-model", "ha", "--quiet",
               "--model-option", "flowdistill.embed_dim=16",
               "--model-option", "flowdistill.bottleneck=32"]
-    res = CliRunner().invoke(app, ["horizons", *common, "--train-ratio", "0.2"])
+    res = CliRunner().invoke(app, ["horizons", *common, "--train-ratio", "0.2", "--results",
+                                   str(tmp_path / "results")])
     assert res.exit_code == 0, res.output
     assert json.loads((bench.out / "horizons.json").read_text())["ratio"] == 0.2
+    assert (tmp_path / "results/nyc-taxi-manhattan/horizons.json").exists()  # never docs/
     res = CliRunner().invoke(app, ["report", "--runs", str(bench.out), "--out",
                                    str(tmp_path / "r.md")])
     assert res.exit_code == 0, res.output

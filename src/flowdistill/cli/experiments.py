@@ -53,6 +53,13 @@ BatchesOpt = Annotated[
     typer.Option("--batches-per-epoch", help="Training batches per epoch (0: all windows; "
                  "quick preset: 8)."),
 ]
+ResultsOpt = Annotated[
+    Path, typer.Option("--results", help="Also copy the outputs to RESULTS/<dataset>/ (a smoke "
+                       "reading never replaces a full-protocol one there).")
+]
+PublishOpt = Annotated[
+    bool, typer.Option("--publish/--no-publish", help="Copy the outputs to --results.")
+]
 OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--model-option", help="MODEL.KEY=VALUE, e.g. flowdistill.embed_dim=32 "
@@ -101,7 +108,7 @@ def _names(s: str | None) -> list[str] | None:
 
 def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience, teacher,
             teacher_model, quick, device, quiet, default_models=None, options=None,
-            batches=None):
+            batches=None, results=None):
     from flowdistill.experiments.common import BenchConfig
 
     return BenchConfig.make(
@@ -110,6 +117,7 @@ def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, p
         data_dir=str(data_dir) if data_dir else None, start=start, end=end, device=device,
         teacher=str(teacher) if teacher else None, teacher_model=teacher_model,
         progress=not quiet, model_options=_model_options(options), batches_per_epoch=batches,
+        results=results,
     )
 
 
@@ -147,13 +155,15 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
         options: OptionOpt = None,
         batches: BatchesOpt = None,
         threads: ThreadsOpt = None,
+        results: ResultsOpt = Path("docs/results"),
+        publish: PublishOpt = True,
     ) -> None:
         _prepare(threads)
         from flowdistill.experiments import suite
 
         cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
                       teacher, teacher_model, quick, device, quiet, default_models, options,
-                      batches)
+                      batches, results if publish else None)
         fn = getattr(suite, name)
         if name == "ratios":
             _done(fn(cfg))
@@ -204,23 +214,26 @@ def all_(
         Path | None, typer.Option("--report", help="Also write this results file at the end.")
     ] = None,
     threads: ThreadsOpt = None,
+    results: ResultsOpt = Path("docs/results"),
+    publish: PublishOpt = True,
 ) -> None:
     """All six experiments into one folder (they share runs), then optionally the report."""
     _prepare(threads)
     from flowdistill.experiments import suite
     from flowdistill.experiments.report import build_report
 
+    res = results if publish else None
     cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
                   teacher, teacher_model, quick, device, quiet, None, options,
-                  batches)
+                  batches, res)
     cfg.needs_teacher(["flowdistill"])
     student = _config(out, dataset, data_dir, start, end, "flowdistill", seeds, ratios, epochs,
                       patience, teacher, teacher_model, quick, device, quiet, None, options,
-                      batches)
+                      batches, res)
     scale_models = [m for m in cfg.models if m not in ("ha", "last-value", "stmlp")]
     scale_cfg = _config(out, dataset, data_dir, start, end, ",".join(scale_models), seeds, ratios,
                         epochs, patience, teacher, teacher_model, quick, device, quiet, None,
-                        options, batches)
+                        options, batches, res)
     _done(suite.ratios(cfg))
     _done(suite.horizons(cfg, ratio=min(cfg.ratios)))
     _done(suite.ablation(student, ratio=min(cfg.ratios)))
@@ -230,7 +243,7 @@ def all_(
     kw = {"batch_sizes": (16, 64, 256), "multiples": (1, 3, 5)} if quick else {}
     _done(suite.scalability(scale_cfg, **kw))
     if report is not None:
-        console.print(f"written: {build_report([out], report)}")
+        console.print(f"written: {build_report([res or out], report)}")
 
 
 @app.command("report")
@@ -247,6 +260,46 @@ def report_cmd(
 
     folders = [Path(p) for r in runs for p in str(r).split(",") if p]
     console.print(f"written: {build_report(folders, out)}")
+
+
+@app.command("cost")
+def cost_cmd(
+    dataset: DatasetOpt = "nyc-taxi-manhattan",
+    data_dir: DataDirOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    models: ModelsOpt = None,
+    train_ratio: Annotated[float, typer.Option("--train-ratio", help="An epoch = the training "
+                                               "windows at this ratio.")] = 0.1,
+    steps: Annotated[int, typer.Option("--steps", help="Timed optimiser steps per model.")] = 3,
+    repeats: Annotated[int, typer.Option("--repeats", help="Forward passes per latency.")] = 5,
+    teacher_model_dir: Annotated[
+        Path | None, typer.Option("--teacher-model-dir", help="An LLM teacher model folder "
+                                  "(`flowdistill teacher train --out`): also measure it.")
+    ] = None,
+    teacher_budget: Annotated[
+        float, typer.Option("--teacher-budget", help="Seconds the LLM teacher may take; parts "
+                            "past it are left out and said so.")
+    ] = 300.0,
+    results: Annotated[Path, typer.Option("--results", help="Writes RESULTS/<dataset>/cost.json "
+                                          "and cost.md.")] = Path("docs/results"),
+    options: OptionOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Parameters, training time per epoch, latency per window (batch 1 / 64), peak memory."""
+    set_threads(threads)
+    from flowdistill.experiments.cost import COST_MODELS, CostConfig, measure_costs
+
+    cfg = CostConfig(dataset=dataset, data_dir=str(data_dir) if data_dir else None, start=start,
+                     end=end, ratio=train_ratio, models=tuple(_names(models) or COST_MODELS),
+                     timed_steps=steps, latency_repeats=repeats,
+                     teacher_model_dir=teacher_model_dir, teacher_budget_s=teacher_budget,
+                     results=results, model_options=_model_options(options),
+                     log=lambda m: console.print(f"[dim]{m}[/]"))
+    doc = measure_costs(cfg)
+    console.print(doc["markdown"], soft_wrap=True, markup=False)
+    if doc.get("paths"):
+        console.print("written: " + ", ".join(doc["paths"]))
 
 
 @app.command("headline")

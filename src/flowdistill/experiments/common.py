@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -71,6 +72,8 @@ class BenchConfig:
     teacher_model: str | None = None
     quick: bool = False
     progress: bool = True
+    # Where the per-dataset copies of the outputs go (RESULTS/<dataset>/NAME.json …); None: nowhere.
+    results: Path | None = None
     # per-model option overrides, e.g. {"flowdistill": {"embed_dim": 32}} (tests use tiny models)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -144,8 +147,19 @@ class BenchConfig:
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
         d["out"] = str(self.out)
-        d["preset"] = "quick" if self.quick else "full"
+        d["results"] = str(self.results) if self.results is not None else None
+        d["preset"] = self.protocol()
         return d
+
+    def protocol(self) -> str:
+        """"full" only with the paper's training settings (FULL's epochs and patience, every
+        training and validation window); "quick" for the preset; "custom" for anything shorter.
+        Seeds and ratios are coverage, not protocol: they are stated beside every table."""
+        if self.quick:
+            return "quick"
+        same = (self.epochs >= FULL.epochs and self.patience >= FULL.patience
+                and self.batches_per_epoch == 0 and self.val_batches == 0)
+        return "full" if same else "custom"
 
     def teacher_label(self) -> str:
         if self.teacher:
@@ -258,6 +272,9 @@ class RunCache:
                                     self.spec(key).to_dict())
             if key.model == "flowdistill" and not self._same_teacher(result.get("teacher") or {}):
                 diff.append("teacher")
+            if key.model != "flowdistill" and not same_architecture(result, key.model,
+                                                                    self.spec(key).model_options):
+                diff.append("model defaults")
             if diff:
                 raise DataError(
                     folder,
@@ -277,6 +294,16 @@ class RunCache:
         if not key.variant and key.model in self._shared_teachers() and not path.exists():
             spec = replace(spec, save_teacher=str(path))  # this run is also someone's teacher
         return run(spec, folder)
+
+
+def same_architecture(result: dict[str, Any], model: str, options: dict[str, Any]) -> bool:
+    """Was a finished baseline run built with today's resolved config? A changed default (e.g. a
+    width taken from a reference setting) must not let an old run stand in for a new one. The
+    student is left out: its options are compared, its defaults are tuned by the headline work."""
+    from flowdistill.models.base import model_config
+
+    saved = result.get("config", {}).get("model")
+    return saved is None or _norm(saved) == _norm(model_config(model, options))
 
 
 _COMPARED = ("model", "dataset", "start", "end", "train_ratio", "seed", "model_options", "distill")
@@ -382,26 +409,177 @@ def pyplot() -> Any:
     return plt
 
 
+def dataset_slug(dataset: str) -> str:
+    """Folder name of a dataset's results: the name itself, or a file's stem for a path."""
+    name = Path(dataset).stem if ("/" in dataset or dataset.endswith(".npz")) else dataset
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "dataset"
+
+
+def machine_description() -> str:
+    """CPU model, cores, torch threads and the load when the outputs were written: timings on a
+    shared machine mean little without the load beside them."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    try:
+        load = ", load average " + "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = ""
+    return f"{cpu}, {cores} cores, {torch.get_num_threads()} torch thread(s){load}"
+
+
+def teacher_file_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of a teacher file without loading its forecasts (they can be 100+ MB)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except Exception:
+        return {}
+
+
+def describe_teacher(cfg: BenchConfig, runs: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """What the FlowDistill student distilled from, in words that name it (the LLM or a baseline),
+    with the teacher's own test score as the student runs measured it (mean per ratio)."""
+    if cfg.teacher:
+        meta = teacher_file_meta(cfg.teacher)
+        model = str(meta.get("model", "unknown"))
+        kind = "llm" if model == "llm-teacher" else "file"
+        trained = meta.get("trained_on") or (f"training ratio {meta['train_ratio']}"
+                                             if "train_ratio" in meta else "unknown data")
+        if kind == "llm":
+            desc = (f"LLM teacher ({meta.get('backbone', 'LLM')}, {meta.get('layers', '?')} "
+                    f"layer(s), prompt layout {meta.get('prompt_layout', '?')}, LoRA-tuned; "
+                    f"trained on {trained}), forecasts from {cfg.teacher}")
+        else:
+            desc = (f"{model} forecasts from {cfg.teacher} (a non-LLM teacher; trained on "
+                    f"{trained})")
+        out: dict[str, Any] = {"kind": kind, "model": model, "file": str(cfg.teacher),
+                               "description": desc}
+    elif cfg.teacher_model:
+        out = {"kind": "baseline", "model": cfg.teacher_model, "file": None,
+               "description": f"{cfg.teacher_model} trained at each run's own ratio and seed with "
+               "the run's settings (a baseline as teacher, not the LLM)"}
+    else:
+        out = {"kind": "none", "model": None, "file": None, "description": "none"}
+    by_ratio: dict[float, list[dict[str, float]]] = {}
+    for r in runs:
+        t = (r.get("teacher") or {}) if r.get("model") == "flowdistill" else {}
+        test = t.get("test") or {}
+        if "mae" in test:
+            ratio = float(r.get("config", {}).get("run", {}).get("train_ratio", float("nan")))
+            by_ratio.setdefault(ratio, []).append(test)
+    if by_ratio:
+        out["test_by_ratio"] = {
+            f"{k:g}": {"mae": mean_std([t["mae"] for t in v])[0],
+                       "rmse": mean_std([t["rmse"] for t in v])[0], "runs": len(v)}
+            for k, v in sorted(by_ratio.items())}
+        everything = [t for v in by_ratio.values() for t in v]
+        out["test"] = {"mae": mean_std([t["mae"] for t in everything])[0],
+                       "rmse": mean_std([t["rmse"] for t in everything])[0]}
+    kd = sorted(m for m in cfg.models if m in KD_BASELINES)
+    if kd:
+        gnn = {importlib.import_module(KD_BASELINES[m]).TEACHER_MODEL for m in kd}
+        out["kd_baselines"] = (f"{', '.join(kd)} distil from {', '.join(sorted(gnn))} trained at "
+                               "each run's own ratio and seed")
+    return out
+
+
+def teacher_line(t: dict[str, Any] | str | None) -> str:
+    """One line: the teacher's description and its own test score."""
+    if not isinstance(t, dict):
+        return f"{t or 'none'} (its own test score was not recorded)"
+    line = t.get("description", "none")
+    if t.get("kind") == "none":
+        return line
+    test = t.get("test")
+    if test:
+        per = t.get("test_by_ratio") or {}
+        line += f"; its own test MAE / RMSE {test['mae']:.3f} / {test['rmse']:.3f}"
+        if len(per) > 1:
+            line += " (mean over ratios; " + ", ".join(
+                f"{100 * float(k):g}%: {v['mae']:.2f}" for k, v in per.items()) + ")"
+    else:
+        line += "; its own test score: not measured (the teacher file does not cover the test " \
+                "windows, or no student run used it)"
+    return line
+
+
+def protocol_line(cfg: BenchConfig) -> str:
+    """Preset, seeds and training length, as every table states them."""
+    p = cfg.protocol()
+    label = {"full": "FULL protocol (the paper's training settings)",
+             "quick": "QUICK preset (a smoke reading, not the paper's protocol)",
+             "custom": "SHORTENED settings (not the paper's protocol)"}[p]
+    return (f"{label}; seeds {list(cfg.seeds)}; at most {cfg.epochs} epochs, patience "
+            f"{cfg.patience}"
+            + (f", {cfg.batches_per_epoch} batches per epoch" if cfg.batches_per_epoch
+               else ", every training window each epoch")
+            + (f", early stopping on {cfg.val_batches} validation batches" if cfg.val_batches
+               else ""))
+
+
 def header_lines(title: str, cfg: BenchConfig, meta: dict[str, Any], extra: str = "") -> str:
     """The provenance header every Markdown output starts with."""
     p = meta["provenance"]
-    preset = ("QUICK preset (fewer seeds / ratios / epochs: a smoke reading, not the paper's "
-              "protocol)" if cfg.quick else "full preset")
     lines = [
         f"# {title}",
         "",
-        f"- {preset}; seeds {list(cfg.seeds)}; at most {cfg.epochs} epochs, patience "
-        f"{cfg.patience}"
-        + (f", {cfg.batches_per_epoch} batches per epoch" if cfg.batches_per_epoch else "")
-        + (f", early stopping on {cfg.val_batches} validation batches" if cfg.val_batches else ""),
+        f"- {protocol_line(cfg)}",
         f"- dataset {cfg.dataset}"
         + (f" from {cfg.start or 'start'} to {cfg.end or 'end'}" if cfg.start or cfg.end else ""),
-        f"- teacher of the FlowDistill student: {cfg.teacher_label()}",
-        f"- created {p['created']} on {p['machine']}, torch {p['torch']}, git {p['git']}",
+        f"- teacher of the FlowDistill student: {teacher_line(meta.get('teacher'))}",
+        f"- created {p['created']}, git {p['git']}, torch {p['torch']}; machine "
+        f"{meta.get('machine', p['machine'])}",
     ]
     if extra:
         lines.append(f"- {extra}")
     return "\n".join(lines) + "\n\n"
+
+
+def _cells(runs: dict[RunKey, dict[str, Any]] | None) -> list[list[Any]]:
+    return sorted([k.name, k.ratio, k.seed] for k in (runs or {}))
+
+
+_STRENGTH = {"full": 2, "custom": 1, "quick": 1}
+
+
+def publish_folder(cfg: BenchConfig, name: str, new: dict[str, Any]) -> Path | None:
+    """RESULTS/<dataset>/, or RESULTS/<dataset>/partial/ when the new result is weaker than the one
+    there: a smoke reading over a full-protocol one, another period (a test's two weeks over the
+    year), or fewer cells (one part of a sweep run in parts) — so nothing published is lost."""
+    if cfg.results is None:
+        return None
+    dest = Path(cfg.results) / dataset_slug(cfg.dataset)
+    old_path = dest / f"{name}.json"
+    if old_path.exists():
+        try:
+            old = json.loads(old_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        old_preset = old.get("preset") or ("quick" if old.get("quick", True) else "full")
+        new_preset = new.get("preset") or ("quick" if new.get("quick", True) else "full")
+        oc = old.get("config", {})
+        old_period = old.get("period") or [oc.get("start"), oc.get("end")]
+        new_period = new.get("period") or [None, None]
+        fewer = not {tuple(c) for c in old.get("cells", [])} <= {
+            tuple(c) for c in new.get("cells", [])}
+        if (_STRENGTH[new_preset] < _STRENGTH[old_preset] or list(old_period) != list(new_period)
+                or fewer):
+            return dest / "partial"
+    return dest
 
 
 def finish(
@@ -414,17 +592,31 @@ def finish(
     extra_meta: dict[str, Any] | None = None,
     extra_header: str = "",
     extra_csv: dict[str, list[dict[str, Any]]] | None = None,
+    runs: dict[RunKey, dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Write NAME.csv, NAME.md, NAME.png and the NAME.json sidecar into ``cfg.out``."""
+    """Write NAME.csv, NAME.md, NAME.png and the NAME.json sidecar into ``cfg.out``, and the same
+    files into ``cfg.results/<dataset>/`` (see :func:`publish_folder`)."""
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
+    prov = provenance()
     meta = {
         "experiment": name,
         "title": title,
-        "provenance": provenance(),
+        "quick": cfg.protocol() != "full",
+        "preset": cfg.protocol(),
+        "dataset": cfg.dataset,
+        "period": [cfg.start, cfg.end],
+        "seeds": list(cfg.seeds),
+        "epochs": cfg.epochs,
+        "patience": cfg.patience,
+        "batches_per_epoch": cfg.batches_per_epoch,
+        "val_batches": cfg.val_batches,
+        "teacher": describe_teacher(cfg, (runs or {}).values()),
+        "git": prov["git"],
+        "machine": machine_description(),
+        "provenance": prov,
         "config": cfg.describe(),
-        "teacher": cfg.teacher_label(),
-        "quick": cfg.quick,
+        "cells": _cells(runs),
         **(extra_meta or {}),
     }
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "png": out / f"{name}.png",
@@ -440,4 +632,15 @@ def finish(
     atomic_write_text(paths["md"], md)
     sidecar = {**meta, "rows": rows, **{f"rows_{k}": v for k, v in (extra_csv or {}).items()}}
     atomic_write_text(paths["json"], json.dumps(sidecar, indent=2, default=str) + "\n")
+    dest = publish_folder(cfg, name, sidecar)
+    if dest is not None:
+        dest.mkdir(parents=True, exist_ok=True)
+        files = [paths["csv"], paths["md"], paths["json"]]
+        files += [out / f"{name}-{k}.csv" for k in (extra_csv or {})]
+        files += [paths["png"]] if plot is not None else []
+        for f in files:
+            tmp = dest / f".{f.name}.tmp"
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, dest / f.name)
+        paths["published"] = dest / f"{name}.json"
     return paths

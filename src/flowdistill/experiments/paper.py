@@ -63,3 +63,9 @@ def paper_point(model: str, ratio: float) -> tuple[float, float] | None:
         if abs(r - ratio) < 1e-9:
             return v
     return None
+
+
+def compares_with(dataset: str) -> bool:
+    """The paper's tables are NYC taxi: shown beside our taxi results only (never beside Citi
+    Bike or a user's city, where they would read as a reference they are not)."""
+    return str(dataset).startswith("nyc-taxi")

@@ -1,8 +1,15 @@
 """docs/results.md from experiment output folders: every number is read from what the runs wrote.
 
-For each experiment sidecar (NAME.json) found in the folders given, the report copies the
-experiment's Markdown body, links its plot, and adds a short reading of whether the paper's claim
-holds on our runs. Nothing here types a result; the paper's numbers come from `paper.py`.
+For each experiment sidecar (NAME.json) found in the folders given (or in their per-dataset
+subfolders, ``docs/results/<dataset>/``), the report states how the table was made (dataset, seeds,
+epochs, teacher and its own score, git revision, machine), copies the experiment's Markdown body,
+links its plot, and adds a short reading of whether the paper's claim holds on our runs.
+
+Honesty rules: "Claims at a glance" is built from full-protocol results only (``"quick": false``);
+smoke readings (the QUICK preset or any shortened training) go to their own marked section. The
+headline section written by `flowdistill bench headline` (between its markers) is kept verbatim, or
+re-rendered from ``headline.json``, and placed first. Nothing here types a result; the paper's
+numbers come from `paper.py`.
 """
 
 from __future__ import annotations
@@ -11,11 +18,16 @@ import json
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from flowdistill.data.dataset import atomic_write_text
 from flowdistill.data.errors import DataError
 from flowdistill.experiments import paper
+from flowdistill.experiments.common import protocol_line, teacher_line
+from flowdistill.experiments.headline import END as HEADLINE_END
+from flowdistill.experiments.headline import START as HEADLINE_START
+from flowdistill.experiments.headline import render as render_headline
 from flowdistill.experiments.suite import EXPERIMENTS
 
 
@@ -112,8 +124,9 @@ def _reading_ablation(meta: dict[str, Any]) -> list[str]:
     for x in rows:
         if x["variant"] == "full":
             continue
+        paper_says = x.get("paper_mae_change_pct")
         out.append(f"{x['variant']} worse than the full model (MAE): {_yes(x['mae'] > full['mae'])}"
-                   f"; paper: {_yes(x['paper_mae_change_pct'] > 0)}")
+                   + (f"; paper: {_yes(paper_says > 0)}" if paper_says is not None else ""))
     return out
 
 
@@ -124,6 +137,33 @@ READINGS = {
 }
 
 
+def _reading_cost(meta: dict[str, Any]) -> list[str]:
+    rows = {x["model"]: x for x in meta["rows"]}
+    fd = rows.get("flowdistill")
+    if fd is None:
+        return []
+    out = []
+    learned = [x for x in rows.values() if x["params"] and x["model"] != "llm-teacher"]
+    fewer = sum(x["params"] > fd["params"] for x in learned)
+    out.append(f"FlowDistill student: {fd['params']:,} parameters, fewer than {fewer} of "
+               f"{len(learned) - 1} other trained models")
+    lat = [x for x in rows.values() if x.get("latency_b1_ms") is not None]
+    rank = 1 + sum(x["latency_b1_ms"] < fd["latency_b1_ms"] for x in lat)
+    out.append(f"FlowDistill batch-1 latency rank: {rank} of {len(lat)} (1 = fastest)")
+    t = rows.get("llm-teacher")
+    if t is not None and t.get("latency_b1_ms") and fd.get("latency_b1_ms"):
+        out.append(f"the LLM teacher is {t['latency_b1_ms'] / fd['latency_b1_ms']:.0f}× slower "
+                   f"per window at batch 1 and has {t['params'] / max(fd['params'], 1):.0f}× the "
+                   "student's parameters")
+    elif t is None:
+        out.append("LLM teacher not measured in this run (see the note under the table)")
+    return out
+
+
+READINGS["cost"] = _reading_cost
+SKIP_DIRS = {"partial", "runs", "teachers"}
+
+
 def _strip_title(md: str) -> str:
     lines = md.splitlines()
     if lines and lines[0].startswith("# "):
@@ -131,53 +171,166 @@ def _strip_title(md: str) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def _demote(md: str) -> str:
-    return "\n".join("#" + ln if ln.startswith("#") else ln for ln in md.splitlines()) + "\n"
+def _strip_header(md: str) -> str:
+    """Drop the bullet header an experiment's Markdown starts with: the report writes its own from
+    the JSON, so old and new sidecars read alike."""
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines) and lines[i].startswith("- "):
+        i += 1
+    return "\n".join(lines[i:]).strip() + "\n"
+
+
+def _demote(md: str, levels: int = 1) -> str:
+    return "\n".join("#" * levels + ln if ln.startswith("#") else ln
+                     for ln in md.splitlines()) + "\n"
+
+
+def dataset_of(meta: dict[str, Any]) -> str:
+    return str(meta.get("dataset") or meta.get("config", {}).get("dataset") or "unknown dataset")
+
+
+def is_full(meta: dict[str, Any]) -> bool:
+    """Only an explicit ``"quick": false`` counts (older sidecars without it do not)."""
+    return meta.get("quick", True) is False
+
+
+def table_facts(meta: dict[str, Any]) -> str:
+    """Dataset, seeds, epochs, teacher (with its own score), git revision and machine."""
+    c = meta.get("config", {})
+    if meta.get("experiment") == "cost":
+        return (f"- dataset {dataset_of(meta)}; {meta.get('method', '')}\n"
+                f"- teacher: {meta.get('teacher_note', 'not measured')}\n"
+                f"- created {meta.get('created')}, git {meta.get('git')}; machine "
+                f"{meta.get('machine')}\n\n")
+
+    quick = bool(c.get("quick", meta.get("quick", True)))
+    preset = meta.get("preset") or ("quick" if quick else "full")
+    facts = SimpleNamespace(  # the fields protocol_line reads, from the sidecar (old ones too)
+        seeds=meta.get("seeds", c.get("seeds", [])), epochs=meta.get("epochs", c.get("epochs")),
+        patience=meta.get("patience", c.get("patience")),
+        batches_per_epoch=meta.get("batches_per_epoch", c.get("batches_per_epoch", 0)),
+        val_batches=meta.get("val_batches", c.get("val_batches", 0)), protocol=lambda: preset)
+    period = meta.get("period") or [c.get("start"), c.get("end")]
+    prov = meta.get("provenance", {})
+    lines = [
+        f"- {protocol_line(facts)}",  # type: ignore[arg-type]
+        f"- dataset {dataset_of(meta)}"
+        + (f" from {period[0] or 'start'} to {period[1] or 'end'}" if any(period)
+           else " (default period: 2019 for the built-in NYC data)"),
+        f"- teacher of the FlowDistill student: {teacher_line(meta.get('teacher'))}",
+    ]
+    if isinstance(meta.get("teacher"), dict) and meta["teacher"].get("kd_baselines"):
+        lines.append(f"- {meta['teacher']['kd_baselines']}")
+    lines.append(f"- created {prov.get('created')}, git {meta.get('git', prov.get('git'))}; "
+                 f"machine {meta.get('machine', prov.get('machine'))}")
+    return "\n".join(lines) + "\n\n"
+
+
+def find_outputs(run_dirs: list[Path]) -> list[tuple[str, Path, dict[str, Any]]]:
+    """Every experiment sidecar in the folders and their per-dataset subfolders."""
+    found: list[tuple[str, Path, dict[str, Any]]] = []
+    names = (*EXPERIMENTS, "cost")
+    for d in run_dirs:
+        if not d.is_dir():
+            raise DataError(d, "not a folder")
+        folders = [d] + sorted(x for x in d.iterdir() if x.is_dir() and x.name not in SKIP_DIRS)
+        for folder in folders:
+            for name in names:
+                side = folder / f"{name}.json"
+                if side.exists():
+                    found.append((name, folder, json.loads(side.read_text())))
+    return found
+
+
+def headline_block(out: Path, run_dirs: list[Path]) -> str | None:
+    """The lead's headline section, verbatim from the existing file, else rendered from JSON."""
+    if out.exists():
+        text = out.read_text()
+        if HEADLINE_START in text and HEADLINE_END in text:
+            a, b = text.index(HEADLINE_START), text.index(HEADLINE_END) + len(HEADLINE_END)
+            return text[a:b]
+    for d in run_dirs:
+        side = d / "headline.json"
+        if side.exists():
+            return f"{HEADLINE_START}\n{render_headline(json.loads(side.read_text()))}{HEADLINE_END}"
+    return None
+
+
+def _section(name: str, d: Path, meta: dict[str, Any], out: Path, level: int) -> tuple[str, list[str]]:
+    reading = READINGS[name](meta)
+    md_path = d / f"{name}.md"
+    body = _strip_header(_strip_title(md_path.read_text())) if md_path.exists() else ""
+    png = d / f"{name}.png"
+    rel = os.path.relpath(png.resolve(), out.resolve().parent)
+    body = body.replace(f"]({name}.png)", f"]({rel})")
+    src = d / f"{name}.json"
+    text = (f"{'#' * level} {meta.get('title', name)} — {dataset_of(meta)}\n\n"
+            f"Source: `{src}`\n\n" + table_facts(meta) + _demote(body, level - 1)
+            + ("\n**Reading:**\n\n" + "\n".join(f"- {r}" for r in reading) + "\n"
+               if reading else ""))
+    return text, reading
 
 
 def build_report(run_dirs: list[Path], out: Path) -> Path:
     """Write ``out`` (Markdown) from the experiments found in ``run_dirs``."""
-    found: list[tuple[str, Path, dict[str, Any]]] = []
-    for d in run_dirs:
-        if not d.is_dir():
-            raise DataError(d, "not a folder")
-        for name in EXPERIMENTS:
-            side = d / f"{name}.json"
-            if side.exists():
-                found.append((name, d, json.loads(side.read_text())))
-    if not found:
+    found = find_outputs(run_dirs)
+    headline = headline_block(out, run_dirs)
+    if not found and headline is None:
         raise DataError(", ".join(map(str, run_dirs)),
                         f"no experiment outputs found (expected one of {', '.join(EXPERIMENTS)} "
                         ".json written by `flowdistill bench`)")
-    found.sort(key=lambda t: EXPERIMENTS.index(t[0]))
-    parts = [
-        "# Results",
-        "",
-        "Generated by `flowdistill bench report` from the experiment output folders "
+    order = (*EXPERIMENTS, "cost")
+    found.sort(key=lambda t: (dataset_of(t[2]), order.index(t[0])))
+    full = [t for t in found if t[0] != "cost" and is_full(t[2])]
+    smoke = [t for t in found if t[0] != "cost" and not is_full(t[2])]
+    cost = [t for t in found if t[0] == "cost"]
+    parts = ["# Results", ""]
+    if headline:
+        parts += [headline, ""]
+    parts += [
+        "Generated by `flowdistill bench report` from "
         + ", ".join(f"`{d}`" for d in dict.fromkeys(str(d) for d in run_dirs))
         + ". Every number below was written by the experiments themselves; the paper's numbers "
-        "(NYC, 263 zones, 2021) are shown beside ours where the paper has them. Do not edit by "
+        "(NYC taxi, 263 zones, 2021) are shown beside ours on the taxi data only. Do not edit by "
         "hand: rerun the command.",
         "",
         "## Claims at a glance",
         "",
+        "Full-protocol results only (the paper's epochs and patience, every training window; "
+        "`\"quick\": false` in the JSON). Smoke readings are not claims: they are in their own "
+        "section at the end.",
+        "",
     ]
     summary: list[str] = []
     sections: list[str] = []
-    for name, d, meta in found:
-        reading = READINGS[name](meta)
-        summary += [f"- {name}: {r}" for r in reading]
-        md_path = d / f"{name}.md"
-        body = _strip_title(md_path.read_text()) if md_path.exists() else ""
-        png = d / f"{name}.png"
-        rel = os.path.relpath(png.resolve(), out.resolve().parent)
-        body = body.replace(f"]({name}.png)", f"]({rel})")
-        quick = " — QUICK preset" if meta.get("quick") else ""
-        src = d / f"{name}.csv"
-        sections.append(f"## {meta.get('title', name)}{quick}\n\nSource: `{src}`\n\n"
-                        + _demote(body)
-                        + ("\n**Reading:**\n\n" + "\n".join(f"- {r}" for r in reading) + "\n"
-                           if reading else ""))
-    text = "\n".join(parts) + "\n" + "\n".join(summary) + "\n\n" + "\n".join(sections)
+    for name, d, meta in full:
+        text, reading = _section(name, d, meta, out, 3)
+        seeds = meta.get("seeds", meta.get("config", {}).get("seeds", []))
+        summary += [f"- {dataset_of(meta)}, {name} (seeds {', '.join(map(str, seeds))}): {r}"
+                    for r in reading]
+        sections.append(text)
+    cost_sections: list[str] = []
+    for name, d, meta in cost:
+        text, reading = _section(name, d, meta, out, 3)
+        summary += [f"- {dataset_of(meta)}, cost (measured once on this CPU): {r}"
+                    for r in reading]
+        cost_sections.append(text)
+    if not summary:
+        summary = ["- none yet: no experiment has a full-protocol result (the sweeps and their "
+                   "plan are in `docs/experiments.md`)."]
+    text = "\n".join(parts) + "\n" + "\n".join(summary) + "\n\n"
+    if sections:
+        text += "## Full-protocol results\n\n" + "\n".join(sections) + "\n"
+    if cost_sections:
+        text += "## Cost of each model\n\n" + "\n".join(cost_sections) + "\n"
+    if smoke:
+        text += (
+            "## Smoke readings — QUICK preset or shortened training, NOT evidence\n\n"
+            "These tables come from short runs (the QUICK preset: one seed, at most 6 epochs of 8 "
+            "batches, or other shortened settings stated under each title). They check that the "
+            "harness works end to end; they are far from convergence and say nothing for or "
+            "against the paper. They are not counted in the claims above.\n\n")
+        text += "\n".join(_section(name, d, meta, out, 3)[0] for name, d, meta in smoke)
     atomic_write_text(out, text)
     return out

@@ -81,7 +81,7 @@ def ratios(cfg: BenchConfig) -> dict[str, Path]:
             ks = [k for k in keys if k.model == m and k.ratio == r]
             mae, mae_sd, n = _agg(results, ks, lambda x: x["test"]["mae"])
             rmse, rmse_sd, _ = _agg(results, ks, lambda x: x["test"]["rmse"])
-            pp = paper.paper_point(m, r)
+            pp = paper.paper_point(m, r) if paper.compares_with(cfg.dataset) else None
             rows.append({
                 "model": m, "ratio": r, "seeds": n, "mae": mae, "mae_std": mae_sd, "rmse": rmse,
                 "rmse_std": rmse_sd, "paper_mae": pp[0] if pp else None,
@@ -111,7 +111,7 @@ def ratios(cfg: BenchConfig) -> dict[str, Path]:
         save_figure_safe(fig, path)
 
     return finish("ratios", "Error vs training ratio (Table 3 / Fig. 3)", cfg, rows, body, plot,
-                  extra_meta={"efficiency": eff}, extra_csv={"efficiency": eff})
+                  extra_meta={"efficiency": eff}, extra_csv={"efficiency": eff}, runs=results)
 
 
 def data_efficiency(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,8 +151,13 @@ def _ratios_body(rows: list[dict[str, Any]], eff: list[dict[str, Any]], cfg: Ben
         if rr:
             b = min(rr, key=lambda x: x["mae"])
             best.append(f"{100 * r:g}%: {b['model']}")
-    text = ("Test MAE / RMSE (mean ± std over seeds); the paper's NYC Table 3 value in brackets "
-            "(263 zones, 2021; ours: the dataset above, so compare rankings, not values).\n\n")
+    if paper.compares_with(cfg.dataset):
+        text = ("Test MAE / RMSE (mean ± std over seeds); the paper's NYC Table 3 value in "
+                "brackets (263 zones, 2021; ours: the dataset above, so compare rankings, not "
+                "values).\n\n")
+    else:
+        text = ("Test MAE / RMSE (mean ± std over seeds). The paper has no table for this "
+                "dataset, so no paper numbers are shown.\n\n")
     text += markdown_table(header, table_rows)
     text += "\nLowest MAE per ratio: " + ", ".join(best) + "\n"
     if eff:
@@ -212,7 +217,8 @@ def horizons(cfg: BenchConfig, ratio: float = 0.1) -> dict[str, Path]:
         save_figure_safe(fig, path)
 
     return finish("horizons", "Error per horizon step (Fig. 5)", cfg, rows, body, plot,
-                  extra_meta={"ratio": ratio}, extra_header=f"training ratio {100 * ratio:g}%")
+                  extra_meta={"ratio": ratio}, extra_header=f"training ratio {100 * ratio:g}%",
+                  runs=results)
 
 
 # =========================================================================================== volume
@@ -251,7 +257,7 @@ def volume(cfg: BenchConfig, ratio: float = 0.5, buckets: int = 5) -> dict[str, 
     cfg.needs_teacher(cfg.models)
     cache = RunCache(cfg)
     keys = _keys(cfg.models, (ratio,), cfg.seeds)
-    run_all(cache, keys, "volume")
+    results = run_all(cache, keys, "volume")
     per: dict[tuple[str, int], list[dict[str, float]]] = {}
     edges: list[float] = []
     for k in keys:
@@ -269,7 +275,8 @@ def volume(cfg: BenchConfig, ratio: float = 0.5, buckets: int = 5) -> dict[str, 
     for (m, i), ss in per.items():
         mae, mae_sd = mean_std([s["mae"] for s in ss])
         rmse, rmse_sd = mean_std([s["rmse"] for s in ss])
-        rows.append({"model": m, "bucket": i + 1, "low": ss[0]["low"], "high": ss[0]["high"],
+        rows.append({"model": m, "ratio": ratio, "bucket": i + 1, "low": ss[0]["low"],
+                     "high": ss[0]["high"],
                      "regions": ss[0]["regions"], "seeds": len(ss), "mae": mae, "mae_std": mae_sd,
                      "rmse": rmse, "rmse_std": rmse_sd})
     nb = max(x["bucket"] for x in rows)
@@ -306,7 +313,7 @@ def volume(cfg: BenchConfig, ratio: float = 0.5, buckets: int = 5) -> dict[str, 
 
     return finish("volume", "Error by traffic volume (Fig. 6)", cfg, rows, body, plot,
                   extra_meta={"ratio": ratio, "edges": edges},
-                  extra_header=f"training ratio {100 * ratio:g}%")
+                  extra_header=f"training ratio {100 * ratio:g}%", runs=results)
 
 
 # ========================================================================================== hparams
@@ -340,7 +347,8 @@ def hparams(
     for name, values in grid.items():
         for v in values:
             ks = [k for n, vv, k in points if n == name and vv == v]
-            row: dict[str, Any] = {"param": name, "value": v,
+            variant = ks[0].name if ks else "flowdistill"
+            row: dict[str, Any] = {"model": variant, "ratio": ratio, "param": name, "value": v,
                                    "default": math.isclose(float(getattr(defaults, name)), v),
                                    "paper_best": math.isclose(paper.BEST_HPARAMS.get(name, -1), v),
                                    "seeds": len(ks)}
@@ -348,6 +356,8 @@ def hparams(
                 for metric in ("mae", "rmse"):
                     m, sd = mean_std([results[k][split][metric] for k in ks])
                     row[f"{split}_{metric}"], row[f"{split}_{metric}_std"] = m, sd
+            for metric in ("mae", "rmse"):  # the table's columns under the common row names
+                row[metric], row[f"{metric}_std"] = row[f"test_{metric}"], row[f"test_{metric}_std"]
             rows.append(row)
     body = (f"The FlowDistill student at a {100 * ratio:g}% training ratio; each loss weight "
             "varied alone over the paper's grid (§4.5), the others at their defaults. "
@@ -385,7 +395,7 @@ def hparams(
 
     return finish("hparams", "Hyper-parameters of the loss (Fig. 7–9)", cfg, rows, body, plot,
                   extra_meta={"ratio": ratio, "grid": {k: list(v) for k, v in grid.items()}},
-                  extra_header=f"training ratio {100 * ratio:g}%")
+                  extra_header=f"training ratio {100 * ratio:g}%", runs=results)
 
 
 # ========================================================================================= ablation
@@ -407,16 +417,19 @@ def ablation(
         ks = [k for k in keys if k.name == variant]
         mae, mae_sd, n = _agg(results, ks, lambda x: x["test"]["mae"])
         rmse, rmse_sd, _ = _agg(results, ks, lambda x: x["test"]["rmse"])
-        p = paper.TABLE4.get(name)
-        rows.append({"variant": name, "ratio": ratio, "seeds": n, "mae": mae, "mae_std": mae_sd,
-                     "rmse": rmse, "rmse_std": rmse_sd, "paper_mae": p[0], "paper_rmse": p[1]})
+        p = paper.TABLE4.get(name) if paper.compares_with(cfg.dataset) else None
+        rows.append({"model": variant, "variant": name, "ratio": ratio, "seeds": n, "mae": mae,
+                     "mae_std": mae_sd, "rmse": rmse, "rmse_std": rmse_sd,
+                     "paper_mae": p[0] if p else None, "paper_rmse": p[1] if p else None})
     full = next(x for x in rows if x["variant"] == "full")
     for x in rows:
         x["mae_change_pct"] = 100 * (x["mae"] / full["mae"] - 1)
         x["rmse_change_pct"] = 100 * (x["rmse"] / full["rmse"] - 1)
-        x["paper_mae_change_pct"] = 100 * (x["paper_mae"] / full["paper_mae"] - 1)
+        x["paper_mae_change_pct"] = (100 * (x["paper_mae"] / full["paper_mae"] - 1)
+                                     if x["paper_mae"] is not None and full["paper_mae"] else None)
     body = (f"Test MAE / RMSE at a {100 * ratio:g}% training ratio, mean ± std over seeds, and the "
-            "change against the full model. The paper's Table 4 numbers are beside ours: its "
+            "change against the full model. The paper's Table 4 numbers (NYC taxi; shown for "
+            "the taxi data only) are beside ours: its "
             f"FlowDistill row equals its Table 3 column at {100 * paper.TABLE4_RATIO:g}%, so the "
             f"paper's ablation was run at {100 * paper.TABLE4_RATIO:g}% (use --train-ratio "
             f"{paper.TABLE4_RATIO:g} to match it).\n\n")
@@ -424,8 +437,10 @@ def ablation(
         ["variant", "MAE", "RMSE", "ΔMAE", "ΔRMSE", "paper MAE / RMSE", "paper ΔMAE"],
         [[x["variant"], fmt_pm(x["mae"], x["mae_std"], x["seeds"]),
           fmt_pm(x["rmse"], x["rmse_std"], x["seeds"]), f"{x['mae_change_pct']:+.1f}%",
-          f"{x['rmse_change_pct']:+.1f}%", f"{x['paper_mae']:.2f} / {x['paper_rmse']:.2f}",
-          f"{x['paper_mae_change_pct']:+.1f}%"] for x in rows])
+          f"{x['rmse_change_pct']:+.1f}%",
+          f"{x['paper_mae']:.2f} / {x['paper_rmse']:.2f}" if x["paper_mae"] is not None else "–",
+          f"{x['paper_mae_change_pct']:+.1f}%" if x["paper_mae_change_pct"] is not None else "–"]
+         for x in rows])
 
     def plot(path: Path) -> None:
         plt = pyplot()
@@ -443,7 +458,8 @@ def ablation(
         save_figure_safe(fig, path)
 
     return finish("ablation", "Ablation (Table 4)", cfg, rows, body, plot,
-                  extra_meta={"ratio": ratio}, extra_header=f"training ratio {100 * ratio:g}%")
+                  extra_meta={"ratio": ratio}, extra_header=f"training ratio {100 * ratio:g}%",
+                  runs=results)
 
 
 # ====================================================================================== scalability
@@ -460,7 +476,7 @@ def scalability(
 
     models = [m for m in cfg.models if m not in ("ha", "last-value")] or list(SCALABILITY_MODELS)
     res = scale.measure(cfg, models, batch_sizes, multiples, ratio, latency_batch, repeats)
-    rows = res["rows"]
+    rows = [{**x, "ratio": ratio} for x in res["rows"]]
     mem = [x for x in rows if x["kind"] == "memory"]
     lat = [x for x in rows if x["kind"] == "latency"]
     body = (f"Untrained models (weights do not change the cost), inputs from the test windows at "

@@ -1,0 +1,238 @@
+"""Issue 9 groundwork: per-dataset result files, the honest report, resumable cells, the cost table.
+
+Tiny configurations only: two months of the real NYC data (taxi and Citi Bike), one seed, one or two
+short epochs, small models. They test mechanics (what is written, where, what is reused or
+resumed), never accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowdistill.data.errors import DataError
+from flowdistill.engine.trainer import Trainer
+from flowdistill.experiments import suite
+from flowdistill.experiments.common import (
+    BenchConfig,
+    RunCache,
+    RunKey,
+    dataset_slug,
+    publish_folder,
+)
+from flowdistill.experiments.cost import CostConfig, measure_costs
+from flowdistill.experiments.headline import END, START
+from flowdistill.experiments.report import build_report
+
+PERIOD = dict(start="2019-01-01", end="2019-02-28")
+TINY_STUDENT = {"flowdistill": {"embed_dim": 16, "bottleneck": 32}}
+TINY_STID = {"stid": {"embed_dim": 8, "node_dim": 8, "tod_dim": 8, "dow_dim": 8, "num_layers": 1}}
+
+
+def _cfg(tmp: Path, data: Path, **kw) -> BenchConfig:
+    base = dict(models=["ha", "last-value", "flowdistill"], seeds=[0], ratios=[0.1], epochs=1,
+                patience=1, data_dir=str(data), teacher_model="ha", progress=False,
+                model_options=TINY_STUDENT, results=tmp / "results", **PERIOD)
+    base.update(kw)
+    return BenchConfig.make(tmp / "out", **base)
+
+
+def test_protocol_names_the_settings(tmp_path):
+    assert BenchConfig.make(tmp_path, models=["ha"]).protocol() == "full"
+    assert BenchConfig.make(tmp_path, models=["ha"], quick=True).protocol() == "quick"
+    assert BenchConfig.make(tmp_path, models=["ha"], epochs=5).protocol() == "custom"
+    assert BenchConfig.make(tmp_path, models=["ha"], batches_per_epoch=8).protocol() == "custom"
+    assert dataset_slug("nyc-bike-manhattan") == "nyc-bike-manhattan"
+    assert dataset_slug("/tmp/my city.npz") == "my-city"
+
+
+def test_ratios_publish_the_machine_readable_sidecar(tmp_path, shared_data):
+    cfg = _cfg(tmp_path, shared_data)
+    paths = suite.ratios(cfg)
+    side = json.loads(paths["published"].read_text())
+    assert paths["published"] == tmp_path / "results/nyc-taxi-manhattan/ratios.json"
+    assert side["quick"] is True and side["preset"] == "custom"  # 1 epoch is not the protocol
+    assert side["dataset"] == "nyc-taxi-manhattan" and side["seeds"] == [0]
+    assert side["epochs"] == 1 and side["git"] and side["machine"]
+    teacher = side["teacher"]
+    assert teacher["kind"] == "baseline" and "not the LLM" in teacher["description"]
+    assert teacher["test"]["mae"] > 0  # the teacher's own test score, from the student run
+    for row in side["rows"]:
+        assert {"model", "ratio", "mae", "mae_std", "rmse", "rmse_std"} <= set(row)
+    assert ["flowdistill", 0.1, 0] in side["cells"]
+    md = (tmp_path / "results/nyc-taxi-manhattan/ratios.md").read_text()
+    assert "SHORTENED settings" in md and "its own test MAE / RMSE" in md
+    assert (tmp_path / "results/nyc-taxi-manhattan/ratios.png").exists()
+
+
+def test_bike_dataset_runs_by_name_without_paper_numbers(tmp_path, shared_data):
+    cfg = _cfg(tmp_path, shared_data, dataset="nyc-bike-manhattan", models=["ha", "last-value"],
+               teacher_model=None)
+    suite.ratios(cfg)
+    side = json.loads((tmp_path / "results/nyc-bike-manhattan/ratios.json").read_text())
+    assert side["dataset"] == "nyc-bike-manhattan"
+    assert all(r["paper_mae"] is None for r in side["rows"])  # the paper's tables are taxi
+    run = json.loads((cfg.out / "runs/ha/r0.1/s0/metrics.json").read_text())
+    assert run["dataset"]["name"] == "nyc-bike-manhattan"
+    # a taxi configuration on the same --out refuses the bike runs instead of mixing them in
+    taxi = _cfg(tmp_path, shared_data, models=["ha"], teacher_model=None)
+    with pytest.raises(DataError, match="other settings"):
+        RunCache(taxi).get(RunKey("ha", 0.1, 0))
+
+
+def test_smoke_reading_never_replaces_a_full_one(tmp_path, shared_data):
+    cfg = _cfg(tmp_path, shared_data, models=["ha"], teacher_model=None)
+    dest = tmp_path / "results/nyc-taxi-manhattan"
+    dest.mkdir(parents=True)
+    full = {"quick": False, "cells": [["ha", 0.1, 0], ["ha", 0.1, 1]]}
+    (dest / "ratios.json").write_text(json.dumps(full))
+    assert publish_folder(cfg, "ratios", {"quick": True, "cells": full["cells"]}) == dest / "partial"
+    # a full part covering fewer cells (a sweep run in parts) does not replace it either
+    assert publish_folder(cfg, "ratios", {"quick": False, "cells": [["ha", 0.1, 0]]}) == \
+        dest / "partial"
+    more = {"quick": False, "cells": [*full["cells"], ["ha", 0.2, 0]]}
+    assert publish_folder(cfg, "ratios", more) == dest
+    suite.ratios(cfg)  # a 1-epoch reading lands in partial/, the full file stays
+    assert json.loads((dest / "ratios.json").read_text()) == full
+    assert json.loads((dest / "partial/ratios.json").read_text())["quick"] is True
+
+
+def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path, shared_data, monkeypatch):
+    cfg = _cfg(tmp_path, shared_data, models=["stid"], teacher_model=None, epochs=2, patience=2,
+               batches_per_epoch=2, val_batches=1, model_options=TINY_STID)
+    folder = RunCache(cfg).folder(RunKey("stid", 0.1, 0))
+    ckpt = folder / "checkpoints" / "last.pt"
+
+    class Killed(RuntimeError):
+        pass
+
+    orig = Trainer._batch
+
+    def dying(self, data, ids):
+        if ckpt.exists():  # the first epoch is saved: the machine goes down in the second
+            raise Killed
+        return orig(self, data, ids)
+
+    monkeypatch.setattr(Trainer, "_batch", dying)
+    with pytest.raises(Killed):
+        suite.ratios(cfg)
+    monkeypatch.setattr(Trainer, "_batch", orig)
+    import torch
+
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 0 and not (folder / "metrics.json").exists()
+    suite.ratios(cfg)  # the same command again
+    metrics = json.loads((folder / "metrics.json").read_text())
+    history = metrics["fit"]["history"]
+    assert len(history) == 2
+    assert history[0] == saved["history"][0]  # epoch 1 came from the checkpoint, not retrained
+    # the finished cell is reused as it is by the next command
+    before = (folder / "metrics.json").stat().st_mtime_ns
+    suite.ratios(cfg)
+    assert (folder / "metrics.json").stat().st_mtime_ns == before
+    # a finished baseline run built with other defaults is refused, not silently reused
+    metrics["config"]["model"]["embed_dim"] = 99
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(DataError, match="model defaults"):
+        RunCache(cfg).get(RunKey("stid", 0.1, 0))
+
+
+def _sidecar(folder: Path, name: str, quick: bool, mae: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"model": m, "ratio": 0.1, "seeds": 3, "mae": v, "mae_std": 0.1, "rmse": 2 * v,
+             "rmse_std": 0.2} for m, v in (("flowdistill", mae), ("stid", 10.0))]
+    meta = {"experiment": name, "title": f"{name} title", "quick": quick,
+            "preset": "quick" if quick else "full", "dataset": "nyc-taxi-manhattan",
+            "seeds": [0, 1, 2], "epochs": 100, "patience": 15, "git": "abc1234",
+            "machine": "test machine", "provenance": {"created": "2026-01-01", "git": "abc1234"},
+            "teacher": {"kind": "llm", "description": "LLM teacher (smollm2)",
+                        "test": {"mae": 9.5, "rmse": 19.0}},
+            "rows": rows, "efficiency": []}
+    (folder / f"{name}.json").write_text(json.dumps(meta))
+    (folder / f"{name}.md").write_text(f"# {name}\n\n- header bullet\n\nbody of {name}\n")
+
+
+def test_report_counts_only_full_protocol_and_keeps_the_headline(tmp_path):
+    results = tmp_path / "results"
+    _sidecar(results / "nyc-taxi-manhattan", "ratios", quick=False, mae=9.0)
+    _sidecar(results / "nyc-bike-manhattan", "ratios", quick=True, mae=11.0)
+    doc = tmp_path / "results.md"
+    block = f"{START}\n## Headline: kept verbatim 1.234 ± 0.001\n{END}"
+    doc.write_text(f"# Results\n\nold text\n\n{block}\n\nmore old text\n")
+    build_report([results], doc)
+    text = doc.read_text()
+    assert text.index(block) < text.index("## Claims at a glance")  # first, byte for byte
+    claims = text[text.index("## Claims at a glance"):text.index("## Full-protocol results")]
+    assert "nyc-taxi-manhattan, ratios (seeds 0, 1, 2)" in claims
+    assert "nyc-bike-manhattan" not in claims
+    smoke = text[text.index("## Smoke readings"):]
+    assert "nyc-bike-manhattan" in smoke and "NOT evidence" in text
+    assert "LLM teacher (smollm2); its own test MAE / RMSE 9.500 / 19.000" in text
+    assert "git abc1234" in text and "machine test machine" in text
+    assert "header bullet" not in text  # the report writes each table's facts from the JSON
+
+
+def test_report_renders_the_headline_from_its_json(tmp_path):
+    results = tmp_path / "results"
+    _sidecar(results / "nyc-taxi-manhattan", "ratios", quick=True, mae=9.0)
+    (results / "headline.json").write_text(json.dumps({
+        "git": "abc", "created": "2026-01-01", "machine": "m", "dataset": "nyc-taxi-manhattan",
+        "train_ratio": 0.1, "seeds": [0], "epochs": 100, "patience": 15,
+        "student_trained_on": "taxi", "verdict": {},
+        "summary": [{"model": "stid", "n": 1, "mae": 12.0, "mae_std": 0.0, "rmse": 20.0,
+                     "rmse_std": 0.0}]}))
+    doc = tmp_path / "results.md"
+    build_report([results], doc)
+    text = doc.read_text()
+    assert text.index(START) < text.index(END) < text.index("## Claims at a glance")
+    assert "12.000 ± 0.000" in text
+    assert "none yet" in text  # a smoke reading alone makes no claim
+
+
+def test_cost_table_rows_and_report(tmp_path, shared_data):
+    cfg = CostConfig(data_dir=str(shared_data), models=("flowdistill", "stid", "ha", "easyst"),
+                     timed_steps=1, latency_repeats=1, results=tmp_path / "results",
+                     model_options={**TINY_STUDENT, **TINY_STID}, log=lambda m: None, **PERIOD)
+    doc = measure_costs(cfg)
+    rows = {r["model"]: r for r in doc["rows"]}
+    assert set(rows) == {"flowdistill", "stid", "ha", "easyst"}
+    for name in ("flowdistill", "stid", "easyst"):
+        r = rows[name]
+        assert r["params"] > 0 and r["train_step_s"] > 0 and r["train_epoch_s"] > r["train_step_s"]
+        assert r["latency_b1_ms"] > 0 and r["latency_b64_ms"] > 0
+        assert r["peak_infer_mib_b64"] > 0 and r["peak_train_mib"] > 0
+    assert rows["ha"]["params"] == 0 and rows["ha"]["train_epoch_s"] is None
+    assert len(doc["load_before"]) == 3 and "not measured" in doc["teacher_note"]
+    saved = json.loads((tmp_path / "results/nyc-taxi-manhattan/cost.json").read_text())
+    assert saved["rows"][0]["model"] == "flowdistill"
+    md = (tmp_path / "results/nyc-taxi-manhattan/cost.md").read_text()
+    assert "ms / window, batch 64" in md and "load average" in md
+    out = tmp_path / "results.md"
+    build_report([tmp_path / "results"], out)
+    text = out.read_text()
+    assert "## Cost of each model" in text and "FlowDistill batch-1 latency rank" in text
+    with pytest.raises(DataError, match="teacher model folder"):
+        measure_costs(CostConfig(teacher_model_dir=tmp_path / "nope", results=None,
+                                 data_dir=str(shared_data), **PERIOD))
+
+
+def test_cli_cost_and_results_options(tmp_path, shared_data):
+    from typer.testing import CliRunner
+
+    from flowdistill.cli.experiments import app
+
+    res = CliRunner().invoke(app, [
+        "cost", "--data-dir", str(shared_data), "--start", PERIOD["start"], "--end", PERIOD["end"],
+        "--models", "ha,last-value", "--steps", "1", "--repeats", "1",
+        "--results", str(tmp_path / "res"), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "res/nyc-taxi-manhattan/cost.json").exists()
+    res = CliRunner().invoke(app, [
+        "ratios", "--out", str(tmp_path / "out"), "--data-dir", str(shared_data), "--start",
+        PERIOD["start"], "--end", PERIOD["end"], "--models", "ha", "--seeds", "0", "--ratios",
+        "0.1", "--epochs", "1", "--patience", "1", "--quiet", "--no-publish"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out/ratios.json").exists() and not (tmp_path / "res/nyc-taxi-manhattan"
+                                                               / "ratios.json").exists()
