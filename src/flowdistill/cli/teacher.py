@@ -153,7 +153,7 @@ def train(
     )
     _, result = train_teacher(spec, cfg, tcfg, out_dir, windows)
     out.print(
-        f"saved {out_dir} — best val MAE {result.best_val_mae:.3f} (epoch {result.best_epoch + 1}),"
+        f"saved {out_dir} — best val MAE {result.best_val_mae:.3f} (epoch {result.best_epoch_number}),"
         f" {result.seconds:.0f} s training"
     )
 

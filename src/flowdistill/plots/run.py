@@ -50,12 +50,12 @@ def learning_curves(metrics: dict[str, Any], path: str | os.PathLike[str]) -> Pa
                 ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     else:
-        epochs = [r["epoch"] + 1 for r in history]
+        epochs = [r["epoch"] for r in history]  # counted from 1, as printed
         ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="training objective")
         ax.plot(epochs, [r["val_mae"] for r in history], "s-", label="validation MAE")
-        best = (metrics.get("fit") or {}).get("best_epoch")
-        if best is not None and 0 <= best < len(history):
-            ax.axvline(best + 1, color="grey", ls=":", label=f"best epoch ({best + 1})")
+        best = (metrics.get("fit") or {}).get("best_epoch")  # from 1, as in metrics.json
+        if best is not None and 1 <= best <= max(epochs):
+            ax.axvline(best, color="grey", ls=":", label=f"best epoch ({best})")
         ax.set_xlabel("epoch")
         ax.set_ylabel("objective / MAE (trips per slot)")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -189,7 +189,8 @@ def run_history(run_dir: Path) -> dict[str, Any]:
     return {
         "model": config.get("model", "run in progress"),
         "dataset": {"name": config.get("dataset", "?")},
-        "fit": {"history": state.get("history", []), "best_epoch": state.get("best_epoch")},
+        "fit": {"history": state.get("history", []),  # the checkpoint counts from 0
+                "best_epoch": state["best_epoch"] + 1 if state.get("best_epoch", -1) >= 0 else None},
     }
 
 

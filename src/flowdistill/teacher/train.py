@@ -169,7 +169,7 @@ def save_teacher(
     }
     if result is not None:
         meta["fit"] = {
-            "best_epoch": result.best_epoch,
+            "best_epoch": result.best_epoch_number,  # from 1, as printed
             "best_val_mae": result.best_val_mae,
             "epochs_run": result.epochs_run,
             "seconds": result.seconds,
