@@ -90,6 +90,7 @@ def test_debug_shows_the_traceback():
         (["train", "--model", "stid", "--out", "o", "--threads", "0"], ["--threads"]),
         (["bench", "ratios", "--out", "o", "--threads", "0"], ["--threads"]),
         (["teacher", "predict", "--model", "m", "--out", "t.npz", "--device", "tpu"], ["--device"]),
+        (["bench", "ratios", "--out", "o", "--device", "cuda:99"], ["--device"]),
     ],
 )
 def test_bad_values_are_usage_errors(capsys, tmp_path, monkeypatch, args, words):
@@ -341,3 +342,16 @@ def test_bench_log_gets_plain_lines(tmp_path, shared_data):
     assert proc.returncode == 0, proc.stderr
     assert "run 1/1 ha r0.5 s0 (training)" in proc.stderr
     assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr
+
+
+def test_wrong_kind_of_path(capsys, tmp_path, syn):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    code, _, err = cli(capsys, "distill", "--teacher", folder, "--dataset", syn, "--train-ratio",
+                       "0.6", "--out", tmp_path / "o", *STUDENT)
+    assert_usage_error(code, err, "a-folder")
+    src = tmp_path / "flows.npy"
+    np.save(src, np.ones((48 * 3, 2, 2), dtype=np.float32))
+    code, _, err = cli(capsys, "data", "build", "tensor", src, "--layout", "TNC", "--start",
+                       "2022-01-01", "--interval", "30", "--out", folder)
+    assert_usage_error(code, err, "a-folder", "file name")

@@ -47,6 +47,8 @@ def _check_out(path: Path, force: bool) -> None:
     """Before any record is read: the dataset file must be new (or --force) and writable."""
     from flowdistill.engine.outputs import check_output_file
 
+    if path.is_dir():  # not silently FOLDER.npz beside it
+        check_output_file(path, force, "dataset file (--out)")
     check_output_file(path if path.suffix == ".npz" else path.with_suffix(".npz"), force,
                       "dataset file (--out)")
 

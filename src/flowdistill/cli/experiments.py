@@ -13,6 +13,7 @@ from flowdistill.cli.common import (
     EndOpt,
     StartOpt,
     ThreadsOpt,
+    check_device_option,
     console,
     set_resume_hint,
     set_threads,
@@ -45,7 +46,7 @@ QuickOpt = Annotated[
     bool, typer.Option("--quick", help="Quick preset: 1 seed, ratios 10/40/70%, ≤12 epochs, "
                        "patience 4 (outputs say so). Explicit options override it.")
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda …")]
+DeviceOpt = Annotated[str, typer.Option("--device", callback=check_device_option, help="cpu, cuda …")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 RatioOpt = Annotated[float | None, typer.Option("--train-ratio", help="Training ratio.")]
 BatchesOpt = Annotated[

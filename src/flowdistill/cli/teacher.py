@@ -38,6 +38,8 @@ def _check_teacher_out(out_file: Path, force: bool) -> None:
     """Before anything is read: the teacher file must be new (or --force) and writable."""
     from flowdistill.engine.outputs import check_output_file
 
+    if out_file.is_dir():  # not silently FOLDER.npz beside it
+        check_output_file(out_file, force, "teacher file (--out)")
     target = out_file if out_file.suffix == ".npz" else out_file.with_suffix(".npz")
     check_output_file(target, force, "teacher file (--out)")
 
@@ -186,6 +188,8 @@ def predict(
 
     from flowdistill.engine.outputs import check_partial
 
+    if out_file.is_dir():
+        _check_teacher_out(out_file, force)  # refused: a folder, not a file name
     out_file = out_file if out_file.suffix == ".npz" else out_file.with_suffix(".npz")
     check_partial(out_file, out_file.with_name(out_file.name + ".parts"), force, resume)
     set_resume_hint("run the same command with --resume: the finished part files are kept",
