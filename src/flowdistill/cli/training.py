@@ -103,8 +103,10 @@ def _start(spec: Any, out_dir: Path, threads: int | None) -> None:
     from flowdistill.experiments.runs import check_outputs
 
     set_threads(threads)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 checks and writes
+        return
     line = check_outputs(spec, out_dir).describe()
-    if line and os.environ.get("RANK", "0") == "0":
+    if line:
         console.print(line, soft_wrap=True)
 
 
