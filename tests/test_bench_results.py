@@ -236,3 +236,54 @@ def test_cli_cost_and_results_options(tmp_path, shared_data):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out/ratios.json").exists() and not (tmp_path / "res/nyc-taxi-manhattan"
                                                                / "ratios.json").exists()
+
+
+def test_llm_teacher_file_is_named_in_words(tmp_path, synthetic):
+    import numpy as np
+
+    from flowdistill.data.windows import WindowConfig, Windows
+    from flowdistill.experiments.common import describe_teacher, teacher_line
+    from flowdistill.teacher.file import TeacherPredictions
+
+    w = Windows(synthetic, WindowConfig(train_ratio=0.5))
+    ids = w.all_ids
+    path = TeacherPredictions.create(w, ids, w.targets(ids), model="llm-teacher",
+                                     backbone="smollm2-135m", layers=1, prompt_layout="city",
+                                     trained_on="train split").save(tmp_path / "t.npz")
+    cfg = BenchConfig.make(tmp_path / "out", models=["flowdistill"], teacher=str(path))
+    run = {"model": "flowdistill", "config": {"run": {"train_ratio": 0.1}},
+           "teacher": {"test": {"mae": 3.0, "rmse": 4.0}}}
+    t = describe_teacher(cfg, [run, {**run, "teacher": {"test": {"mae": 5.0, "rmse": 6.0}}}])
+    assert t["kind"] == "llm" and t["description"].startswith("LLM teacher (smollm2-135m, 1 layer")
+    assert t["test"] == {"mae": 4.0, "rmse": 5.0} and t["test_by_ratio"]["0.1"]["runs"] == 2
+    assert "its own test MAE / RMSE 4.000 / 5.000" in teacher_line(t)
+    assert np.isfinite(t["test"]["mae"])
+
+
+def test_cost_of_a_model_that_reads_window_ids(synthetic):
+    """The LLM teacher's forward takes the window ids (its prompts carry dates): the cost path
+    passes them, and a time budget leaves parts out instead of running long."""
+    import torch
+    from torch import nn
+
+    from flowdistill.data.windows import WindowConfig, Windows
+    from flowdistill.engine.trainer import SupervisedObjective
+    from flowdistill.experiments.cost import measure_model
+
+    class NeedsIndex(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+            self.seen: list[int] = []
+
+        def forward(self, x, tod, dow, index):
+            self.seen.append(len(index))
+            return x * self.w
+
+    w = Windows(synthetic, WindowConfig(train_ratio=0.6))
+    model = NeedsIndex()
+    row = measure_model("needs-index", model, w, SupervisedObjective(), {}, 8, 16, 1, 1)
+    assert row["params"] == 1 and row["latency_b1_ms"] > 0 and 64 in model.seen
+    slow = measure_model("needs-index", NeedsIndex(), w, SupervisedObjective(), {}, 8, 16, 1, 1,
+                         budget_s=0.0)
+    assert slow["latency_b64_ms"] is None and any("time budget" in n for n in slow["notes"])

@@ -234,7 +234,8 @@ def _llm_teacher_row(cfg: CostConfig, timed_steps: int) -> tuple[dict[str, Any] 
         budget_s=max(cfg.teacher_budget_s - load_s, 1.0))
     t = meta.get("teacher", {})
     row["load_s"] = load_s
-    row["notes"].append(f"{t.get('backbone')} cut to {t.get('layers')} layer(s), LoRA; model "
+    row["notes"].append(f"{t.get('backbone')} cut to {t.get('layers')} layer(s), LoRA; its own "
+                        f"training batch ({row['batch_size']}), not 80; model "
                         f"folder {cfg.teacher_model_dir}; an epoch = its own training windows "
                         f"(pool {meta.get('data', {}).get('pool', 'train')}, incl. other sources)")
     return row, f"LLM teacher measured from {cfg.teacher_model_dir} ({load_s:.0f} s to load)"
