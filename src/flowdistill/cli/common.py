@@ -72,8 +72,9 @@ def check_device_option(value: str) -> str:
 
 
 # What to tell the user after Ctrl-C: [after a training checkpoint, elsewhere (None: nothing)].
-_resume_hint: list[str | None] = ["run the same command again with --resume to continue from it",
-                                  None]
+_DEFAULT_HINTS: tuple[str | None, str | None] = (
+    "run the same command again with --resume to continue from it", None)
+_resume_hint: list[str | None] = list(_DEFAULT_HINTS)
 
 
 def set_resume_hint(text: str, outside_training: bool = False) -> None:
@@ -152,6 +153,7 @@ def run_guarded(app: typer.Typer, args: list[str] | None = None) -> int:
     from flowdistill.engine.trainer import RunInterrupted
 
     argv = list(sys.argv[1:] if args is None else args)
+    _resume_hint[:] = _DEFAULT_HINTS  # each invocation starts from the defaults
     debug = "--debug" in argv or bool(os.environ.get("FLOWDISTILL_DEBUG"))
     argv = [a for a in argv if a != "--debug"]
     interrupted = []
