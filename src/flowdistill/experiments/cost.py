@@ -143,7 +143,9 @@ def measure_model(
         row["fit_statistics_s"] = time.perf_counter() - t0
     # ------------------------------------------------------------------ training
     if row["params"] == 0:
-        row["notes"].append("no gradient training (statistics of the training slots)")
+        row["notes"].append("no gradient training" + (" (statistics of the training slots)"
+                                                       if hasattr(model, "fit_statistics")
+                                                       else ": nothing to learn"))
         row.update(train_step_s=None, train_epoch_s=None, peak_train_mib=None)
     else:
         data = windows.torch_dataset("train", extras)

@@ -143,19 +143,24 @@ def _reading_cost(meta: dict[str, Any]) -> list[str]:
     if fd is None:
         return []
     out = []
-    learned = [x for x in rows.values() if x["params"] and x["model"] != "llm-teacher"]
-    fewer = sum(x["params"] > fd["params"] for x in learned)
-    out.append(f"FlowDistill student: {fd['params']:,} parameters, fewer than {fewer} of "
-               f"{len(learned) - 1} other trained models")
+    others = [x for x in rows.values() if x["params"] and x["model"] not in ("flowdistill",
+                                                                              "llm-teacher")]
+    lighter = sorted(x["model"] for x in others if x["params"] < fd["params"])
+    out.append(f"FlowDistill student: {fd['params']:,} parameters; {len(lighter)} of "
+               f"{len(others)} trained baselines have fewer"
+               + (f" ({', '.join(lighter)})" if lighter else ""))
     lat = [x for x in rows.values() if x.get("latency_b1_ms") is not None]
     rank = 1 + sum(x["latency_b1_ms"] < fd["latency_b1_ms"] for x in lat)
     out.append(f"FlowDistill batch-1 latency rank: {rank} of {len(lat)} (1 = fastest)")
     t = rows.get("llm-teacher")
-    if t is not None and t.get("latency_b1_ms") and fd.get("latency_b1_ms"):
-        out.append(f"the LLM teacher is {t['latency_b1_ms'] / fd['latency_b1_ms']:.0f}× slower "
-                   f"per window at batch 1 and has {t['params'] / max(fd['params'], 1):.0f}× the "
-                   "student's parameters")
-    elif t is None:
+    if t is not None:
+        if t.get("latency_b1_ms") and fd.get("latency_b1_ms"):
+            out.append(f"the LLM teacher is {t['latency_b1_ms'] / fd['latency_b1_ms']:.0f}× "
+                       "slower per window than the student at batch 1")
+        out.append(f"the LLM teacher has {t['params_total']:,} parameters in all "
+                   f"({t['params']:,} trained), {t['params_total'] / max(fd['params'], 1):.0f}× "
+                   "the student's")
+    else:
         out.append("LLM teacher not measured in this run (see the note under the table)")
     return out
 
@@ -199,10 +204,7 @@ def table_facts(meta: dict[str, Any]) -> str:
     """Dataset, seeds, epochs, teacher (with its own score), git revision and machine."""
     c = meta.get("config", {})
     if meta.get("experiment") == "cost":
-        return (f"- dataset {dataset_of(meta)}; {meta.get('method', '')}\n"
-                f"- teacher: {meta.get('teacher_note', 'not measured')}\n"
-                f"- created {meta.get('created')}, git {meta.get('git')}; machine "
-                f"{meta.get('machine')}\n\n")
+        return ""  # its own text states the machine, load, git revision and method
 
     quick = bool(c.get("quick", meta.get("quick", True)))
     preset = meta.get("preset") or ("quick" if quick else "full")
@@ -312,10 +314,7 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
         sections.append(text)
     cost_sections: list[str] = []
     for name, d, meta in cost:
-        text, reading = _section(name, d, meta, out, 3)
-        summary += [f"- {dataset_of(meta)}, cost (measured once on this CPU): {r}"
-                    for r in reading]
-        cost_sections.append(text)
+        cost_sections.append(_section(name, d, meta, out, 3)[0])  # a measurement, not a claim
     if not summary:
         summary = ["- none yet: no experiment has a full-protocol result (the sweeps and their "
                    "plan are in `docs/experiments.md`)."]
