@@ -32,8 +32,6 @@ DatasetOpt = Annotated[
 ]
 StartOpt = Annotated[str | None, typer.Option("--start", help="First day of the period (YYYY-MM-DD).")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Last day of the period (YYYY-MM-DD).")]
-
-
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -52,6 +50,7 @@ ResumeOpt = Annotated[
                  "(refused if its saved settings differ)."),
 ]
 
+
 def check_ratio(value: float) -> float:
     """A training ratio must leave room for validation and test windows."""
     if not 0.0 < value < 1.0:
@@ -61,7 +60,6 @@ def check_ratio(value: float) -> float:
 
 def check_device_option(value: str) -> str:
     """An impossible device is a usage error before anything loads (the engine says why)."""
-    from flowdistill.data.errors import DataError
     from flowdistill.engine.trainer import check_device
 
     try:
