@@ -27,11 +27,13 @@ from flowdistill.teacher.model import TeacherConfig
 from flowdistill.teacher.train import DataSpec, file_metrics, teacher_for
 
 
-def speed(windows: Windows, layers: int, layout: str, batch: int, repeats: int) -> dict:
+def speed(windows: Windows, layers: int, layout: str, batch: int, repeats: int,
+          cache_prefix: bool = True) -> dict:
     """Seconds per inference batch and per training step (forward + backward + AdamW)."""
     tok = load_tokenizer()
     decoder, _ = prepare_decoder(load_causal_lm(), tok, layers)
-    model = teacher_for(windows, TeacherConfig(layers=layers, layout=layout),
+    model = teacher_for(windows, TeacherConfig(layers=layers, layout=layout,
+                                               cache_prefix=cache_prefix),
                         decoder=decoder, tokenizer=tok)
     data = windows.torch_dataset("train")
     b = data.get_batch(data.ids[:batch])
@@ -51,9 +53,11 @@ def speed(windows: Windows, layers: int, layout: str, batch: int, repeats: int) 
         opt.step()
         opt.zero_grad()
         train.append(time.perf_counter() - t0)
+    prefix = model.prefix_ids().shape[1] if model.uses_prefix_cache else 0
     return {
         "layers": layers,
         "layout": layout,
+        "cached prefix": f"{prefix} tokens" if prefix else "no",
         "prompts x tokens": f"{tokens[0]} x {tokens[1]}",
         "infer s/batch": float(np.median(infer[1:])),
         "windows/s": batch / float(np.median(infer[1:])),
@@ -76,7 +80,10 @@ def main() -> None:
     ap.add_argument("--layouts", nargs="*", default=["city"])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--run", type=Path, default=None, help="Folder of a real run to report.")
+    ap.add_argument("--prefix-cache", choices=["both", "on", "off"], default="both",
+                    help="Time with the instruction prefix's keys/values cached, recomputed, or both.")
+    ap.add_argument("--run", type=Path, default=None,
+                    help="A teacher model folder (teacher.json + teacher.npz) to report.")
     args = ap.parse_args()
     torch.manual_seed(0)
     windows = DataSpec(data_dir=args.data_dir, train_ratio=args.train_ratio).windows()
@@ -85,8 +92,9 @@ def main() -> None:
     if args.layers:
         table = Table(title=f"teacher speed, batch of {args.batch} windows, "
                             f"{torch.get_num_threads()} threads")
-        rows = [speed(windows, n, lay, args.batch, args.repeats)
-                for lay in args.layouts for n in args.layers]
+        caches = {"both": [True, False], "on": [True], "off": [False]}[args.prefix_cache]
+        rows = [speed(windows, n, lay, args.batch, args.repeats, c)
+                for lay in args.layouts for n in args.layers for c in caches]
         for col in rows[0]:
             table.add_column(col, justify="right")
         for r in rows:
@@ -94,7 +102,8 @@ def main() -> None:
         console.print(table)
 
     if args.run is not None:
-        meta = json.loads((args.run / "model" / "teacher.json").read_text())
+        folder = args.run if (args.run / "teacher.json").exists() else args.run / "model"
+        meta = json.loads((folder / "teacher.json").read_text())
         tp = TeacherPredictions.load(args.run / "teacher.npz")
         teacher = file_metrics(tp, windows, "test")
         ha = historical_average(windows)
@@ -105,7 +114,7 @@ def main() -> None:
         table.add_row(
             f"LLM teacher ({meta['teacher']['layers']} layers, {meta['teacher']['layout']})",
             f"{teacher['mae']:.2f}", f"{teacher['rmse']:.2f}", f"{fit.get('seconds', 0):.0f}",
-            f"{tp.meta.get('predict_seconds_this_run', float('nan')):.0f}",
+            f"{meta.get('predict_seconds', tp.meta.get('predict_seconds_this_run', float('nan'))):.0f}",
             str(len(tp.window_ids)),
         )
         table.add_row("historical average", f"{ha['mae']:.2f}", f"{ha['rmse']:.2f}", "-", "-", "-")
