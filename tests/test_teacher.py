@@ -490,3 +490,18 @@ def test_slimmed_teacher_file_keeps_training_rows_and_scores(windows, tmp_path):
     assert back.meta["scores"]["test"]["mae"] == 0.3
     full = tp.save(tmp_path / "full.npz")
     assert path.stat().st_size < full.stat().st_size
+
+
+def test_ensemble_is_the_window_by_window_mean(windows):
+    ids = windows.all_ids
+    truth = windows.targets(ids)
+    a = TeacherPredictions.create(windows, ids, truth + 2.0, model="a", trained_on="A")
+    b = TeacherPredictions.create(windows, ids[::-1][:-5], truth[::-1][:-5] - 1.0, model="b")
+    ens = TeacherPredictions.mean_of([a, b])
+    assert len(ens.window_ids) == len(ids) - 5  # only the windows both cover
+    got = ens.aligned(windows, splits=()).get(ens.window_ids)
+    want = windows.targets(ens.window_ids) + 0.5
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert ens.model == "ensemble(a+b)" and "a: A" in ens.meta["trained_on"]
+    with pytest.raises(DataError):
+        TeacherPredictions.mean_of([a])

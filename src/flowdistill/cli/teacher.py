@@ -246,6 +246,22 @@ def slim(
               f"teacher scores kept: {scores}")
 
 
+@app.command("ensemble")
+def ensemble(
+    files: Annotated[list[Path], typer.Argument(help="Two or more teacher files of the same data.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Teacher file to write.")],
+    force: ForceOpt = False,
+) -> None:
+    """Average several teachers' forecasts window by window (e.g. the LLM and a baseline)."""
+    from flowdistill.teacher.file import TeacherPredictions
+
+    if out_file.exists() and not force:
+        raise typer.BadParameter(f"{out_file} exists; --force replaces it")
+    tp = TeacherPredictions.mean_of([TeacherPredictions.load(f) for f in files])
+    path = tp.save(out_file)
+    out.print(f"wrote {path} ({len(tp.window_ids)} windows, {tp.model})")
+
+
 @import_app.command("urbangpt")
 def import_urbangpt_cmd(
     files: Annotated[list[Path], typer.Argument(help="UrbanGPT result JSON files.")],

@@ -122,6 +122,28 @@ class TeacherPredictions:
         ids = np.asarray(ids, dtype=np.int64)
         return TeacherPredictions(ids, lookup.get(ids), {**self.meta, **meta})
 
+    @classmethod
+    def mean_of(cls, files: list[TeacherPredictions], **meta: Any) -> TeacherPredictions:
+        """The average forecast of several teachers on the windows they all cover (an ensemble)."""
+        if len(files) < 2:
+            raise DataError("ensemble", "needs at least two teacher files")
+        for other in files[1:]:
+            diffs = [k for k in CHECKED_KEYS if str(other.meta.get(k)) != str(files[0].meta.get(k))]
+            if diffs:
+                raise DataError("ensemble", f"teacher files made for other data differ in {diffs}")
+        ids = files[0].window_ids
+        for other in files[1:]:
+            ids = ids[np.isin(ids, other.window_ids)]
+        if not len(ids):
+            raise DataError("ensemble", "the teacher files share no window")
+        preds = np.mean([WindowAligned(f.window_ids, f.preds).get(ids) for f in files], axis=0)
+        base = {k: files[0].meta.get(k) for k in (*CHECKED_KEYS, "format", "train_ratio")}
+        members = [{"model": f.model, "trained_on": f.meta.get("trained_on", "")} for f in files]
+        return cls(ids, preds.astype(np.float32),
+                   {**base, "model": "ensemble(" + "+".join(f.model for f in files) + ")",
+                    "members": members, "trained_on": "; ".join(
+                        f"{m['model']}: {m['trained_on']}" for m in members), **meta})
+
     def check_matches(self, windows: Windows, where: str = "teacher file") -> None:
         """Refuse a file made for another dataset, period, window length or region set.
 
