@@ -327,6 +327,10 @@ def headline_cmd(
                            "own slots + the other sources) and its student.")
     ] = True,
     strict_steps: Annotated[int | None, typer.Option("--strict-steps")] = None,
+    strict_seeds: Annotated[
+        str | None, typer.Option("--strict-seeds", help="Student seeds for the strict teacher "
+                                 "(default: --seeds).")
+    ] = None,
     ensemble: Annotated[
         bool, typer.Option("--ensemble/--no-ensemble", help="Also the student of the LLM+STID "
                            "ensemble teacher (STID fitted on the same slots as the wide teacher).")
@@ -354,7 +358,9 @@ def headline_cmd(
     cfg = HeadlineConfig(out=out, dataset=dataset, data_dir=str(data_dir) if data_dir else None,
                          train_ratio=train_ratio, seeds=tuple(_ints(seeds) or (0, 1, 2)),
                          epochs=epochs, patience=patience, teacher=plan, strict=strict,
-                         strict_steps=strict_steps, ensemble=ensemble, device=device, results_dir=results,
+                         strict_steps=strict_steps, ensemble=ensemble,
+                         strict_seeds=tuple(_ints(strict_seeds)) if strict_seeds else None,
+                         device=device, results_dir=results,
                          results_doc=doc, progress=not quiet, controls_only=controls_only)
     result = run_headline(cfg, log=lambda m: console.print(f"[dim]headline:[/] {m}"))
     if controls_only:

@@ -66,6 +66,7 @@ class HeadlineConfig:
     teacher: TeacherPlan = field(default_factory=TeacherPlan)
     strict: bool = True
     strict_steps: int | None = None  # default: the wide teacher's steps
+    strict_seeds: tuple[int, ...] | None = None  # student seeds of the strict teacher (default: all)
     # Also distil from the average of the LLM teacher and STID fitted on the same target slots
     # (every slot before validation): which teacher makes the student win, when the LLM alone
     # does not know enough more than the student.
@@ -268,7 +269,7 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
         add("flowdistill", seed, res)
         rows.append({"model": "teacher-llm", "seed": seed, **res["teacher"]["test"],
                      "note": f"one teacher (seed {cfg.teacher.seed}) serves every student seed"})
-        if "teacher-llm-strict" in teachers:
+        if "teacher-llm-strict" in teachers and seed in (cfg.strict_seeds or cfg.seeds):
             strict = RunCache(_bench(cfg, teachers["teacher-llm-strict"]["file"]))
             log(f"flowdistill-strict s{seed}")
             res = strict.get(RunKey("flowdistill", r, seed, variant="flowdistill-strict"))
