@@ -329,7 +329,7 @@ def headline_cmd(
     strict_steps: Annotated[int | None, typer.Option("--strict-steps")] = None,
     strict_seeds: Annotated[
         str | None, typer.Option("--strict-seeds", help="Student seeds for the strict teacher "
-                                 "(default: --seeds).")
+                                 "(default: --seeds; 'none': only the strict teacher's own score).")
     ] = None,
     ensemble: Annotated[
         bool, typer.Option("--ensemble/--no-ensemble", help="Also the student of the LLM+STID "
@@ -359,7 +359,8 @@ def headline_cmd(
                          train_ratio=train_ratio, seeds=tuple(_ints(seeds) or (0, 1, 2)),
                          epochs=epochs, patience=patience, teacher=plan, strict=strict,
                          strict_steps=strict_steps, ensemble=ensemble,
-                         strict_seeds=tuple(_ints(strict_seeds)) if strict_seeds else None,
+                         strict_seeds=(() if strict_seeds == "none" else tuple(_ints(strict_seeds))
+                                       if strict_seeds else None),
                          device=device, results_dir=results,
                          results_doc=doc, progress=not quiet, controls_only=controls_only)
     result = run_headline(cfg, log=lambda m: console.print(f"[dim]headline:[/] {m}"))
