@@ -426,7 +426,7 @@ def render(doc: dict[str, Any]) -> str:
             + f" (mean test MAE; the bar is 2 % on both): "
               f"**{'met' if vv['student_wins'] else 'not met'}**.")
     if "teacher_at_or_below_stid" in v:
-        lines.append(f"The wide LLM teacher is at or below STID: "
+        lines.append(f"- the wide LLM teacher's test MAE is at or below STID's (mean): "
                      f"**{'yes' if v['teacher_at_or_below_stid'] else 'no'}**.")
     return "\n".join(lines) + "\n"
 
