@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,18 @@ def _no_network_env(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def run_cli_wide(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """The real entry path in-process, on a console wide enough that no message wraps: exit code
+    and everything printed, on one line."""
+    from rich.console import Console
+
+    from flowdistill.cli import app, common
+    from flowdistill.cli.common import run_guarded
+
+    monkeypatch.setattr(common, "console", Console(stderr=True, width=2000))
+    monkeypatch.setattr(sys, "argv", ["flowdistill", *args])
+    code = run_guarded(app)
+    cap = capsys.readouterr()
+    return code, " ".join((cap.out + " " + cap.err).split())

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from conftest import make_synthetic
+from conftest import make_synthetic, run_cli_wide
 from flowdistill.engine.trainer import TrainConfig
 from flowdistill.experiments.runs import RunSpec, run
 
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    from rich.console import Console
-
-    from flowdistill.cli import app, common
-    from flowdistill.cli.common import run_guarded
-
-    monkeypatch.setattr(common, "console", Console(stderr=True, width=2000))
-    monkeypatch.setattr(sys, "argv", ["flowdistill", *args])
-    code = run_guarded(app)
-    cap = capsys.readouterr()
-    return code, " ".join((cap.out + " " + cap.err).split())
+run_cli = run_cli_wide
 
 
 @pytest.fixture(scope="module")

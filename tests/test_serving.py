@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_synthetic
+from conftest import make_synthetic, run_cli_wide
 from flowdistill.data.dataset import FlowDataset
 from flowdistill.data.errors import DataError
 from flowdistill.engine.trainer import TrainConfig
@@ -34,18 +34,7 @@ TINY = TrainConfig(max_epochs=1, limit_train_batches=1, limit_val_batches=1, bat
 MODELS = sorted(available_models())
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """The real entry path in-process: exit code and everything printed, on one line."""
-    from rich.console import Console
-
-    from flowdistill.cli import app, common
-    from flowdistill.cli.common import run_guarded
-
-    monkeypatch.setattr(common, "console", Console(stderr=True, width=2000))
-    monkeypatch.setattr(sys, "argv", ["flowdistill", *args])
-    code = run_guarded(app)
-    cap = capsys.readouterr()
-    return code, " ".join((cap.out + " " + cap.err).split())
+run_cli = run_cli_wide
 
 
 @pytest.fixture(scope="module")
