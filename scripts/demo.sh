@@ -8,8 +8,9 @@
 #      training windows (assets/teachers/…, 5 MB: made by `flowdistill bench headline` and
 #      `flowdistill teacher slim`; README "The teacher file the demo ships" says how to remake it),
 #   3. the test table (the teacher's own test score comes from the file's metadata).
-# TRAIN_TEACHER=1 makes that teacher here instead (about 1.5 CPU-hours); SEED, OUT and
-# STUDENT_EPOCHS override the defaults.
+# TRAIN_TEACHER=1 makes that teacher here instead (about 1.5 CPU-hours); SEED, OUT,
+# STUDENT_EPOCHS and THREADS override the defaults. The steps run one after another, so each takes
+# every core (THREADS, default: all of them); set THREADS=1 when another heavy job shares the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,24 +21,25 @@ OUT=${OUT:-runs/demo}
 SEED=${SEED:-0}
 EPOCHS=${STUDENT_EPOCHS:-100}
 TEACHER=${TEACHER:-assets/teachers/nyc-taxi-manhattan-2019-r0.1-ensemble.npz}
+THREADS=${THREADS:-$(nproc)}
 mkdir -p "$OUT"
 
 flowdistill data info nyc-taxi-manhattan
 if [ "${TRAIN_TEACHER:-0}" = "1" ]; then
   # The wide teacher of the headline: taxi slots before validation + Citi Bike, 1 SmolLM2 layer.
   flowdistill teacher train --out "$OUT/teacher" --layers 1 --pool val --extra nyc-bike-manhattan \
-    --steps 2600 --val-every 200 --val-batches 4 --batch-size 16 --lr 2e-3 --force
-  flowdistill teacher predict --model "$OUT/teacher" --splits train,val,test --out "$OUT/teacher/teacher.npz" --force
+    --steps 2600 --val-every 200 --val-batches 4 --batch-size 16 --lr 2e-3 --threads "$THREADS" --force
+  flowdistill teacher predict --model "$OUT/teacher" --splits train,val,test --out "$OUT/teacher/teacher.npz" --threads "$THREADS" --force
   # STID on the same taxi slots (ratio 0.8 = every slot before validation), then the average
-  flowdistill train --model stid --train-ratio 0.8 --out "$OUT/stid-wide" --quiet --force \
+  flowdistill train --model stid --train-ratio 0.8 --out "$OUT/stid-wide" --quiet --threads "$THREADS" --force \
     --save-teacher "$OUT/stid-wide/teacher.npz"
   flowdistill teacher ensemble "$OUT/teacher/teacher.npz" "$OUT/stid-wide/teacher.npz" \
     --out "$OUT/ensemble.npz" --force
   TEACHER="$OUT/ensemble.npz"
 fi
 flowdistill train --model ha --out "$OUT/ha" --quiet --force
-flowdistill train --model stid --seed "$SEED" --epochs "$EPOCHS" --out "$OUT/stid" --quiet --force
-flowdistill distill --teacher "$TEACHER" --seed "$SEED" --epochs "$EPOCHS" --out "$OUT/student" --quiet --force
+flowdistill train --model stid --seed "$SEED" --epochs "$EPOCHS" --out "$OUT/stid" --quiet --threads "$THREADS" --force
+flowdistill distill --teacher "$TEACHER" --seed "$SEED" --epochs "$EPOCHS" --out "$OUT/student" --quiet --threads "$THREADS" --force
 python - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path

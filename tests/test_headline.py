@@ -65,3 +65,25 @@ def test_without_teacher_needs_no_teacher_and_keeps_the_rest():
                                                             cfg.lambda_tem)
     assert nt.spa_reference == "truth" and not nt.use_tbl
     assert not replace(cfg, use_tbl=False, use_spatial=False).needs_teacher
+
+
+def test_teacher_seeds_add_one_plan_each_and_a_render_line():
+    from flowdistill.experiments.headline import HeadlineConfig, _other_seed
+
+    cfg = HeadlineConfig(teacher_seeds=(0, 1, 2))
+    names = [(p.name, p.seed) for p in cfg.plans()]
+    assert names == [("teacher-llm", 0), ("teacher-llm-s1", 1), ("teacher-llm-s2", 2),
+                     ("teacher-llm-strict", 0)]
+    assert _other_seed("teacher-llm-s1") and not _other_seed("teacher-llm-strict")
+    assert [p.name for p in HeadlineConfig().plans()] == ["teacher-llm", "teacher-llm-strict"]
+    teacher = {"name": "teacher-llm", "trained_on": "t", "train_windows": 5, "backbone": "b",
+               "layers": 1, "train_steps": 2, "batch_size": 16, "device": "cpu", "threads": 1,
+               "cpu_hours": 0.5}
+    doc = {"git": "abc", "created": "now", "machine": "x86_64", "dataset": "d", "train_ratio": 0.1,
+           "seeds": [0, 1, 2], "epochs": 100, "patience": 15, "summary": summarise(rows()),
+           "student_trained_on": "d", "verdict": verdict(summarise(rows())), "teacher": teacher,
+           "other_teacher_seeds": [dict(teacher, seed=1, cpu_hours=1.25),
+                                   dict(teacher, seed=2, cpu_hours=1.5)]}
+    text = render(doc)
+    assert "teacher-llm seeds 1, 2" in text and "(1.25, 1.50 CPU-hours)" in text
+    assert "| LLM teacher (wide: taxi slots before validation + Citi Bike) | 3 | 10.000" in text

@@ -318,6 +318,11 @@ def headline_cmd(
     teacher_steps: Annotated[int, typer.Option("--teacher-steps")] = 2600,
     teacher_batch: Annotated[int, typer.Option("--teacher-batch-size")] = 16,
     teacher_lr: Annotated[float, typer.Option("--teacher-lr")] = 2e-3,
+    teacher_seeds: Annotated[
+        str, typer.Option("--teacher-seeds", help="Seeds of the wide LLM teacher (a,b,...): each is "
+                          "trained and scored for the teacher's mean; the first serves the "
+                          "students.")
+    ] = "0,1,2",
     teacher_extra: Annotated[
         str, typer.Option("--teacher-extra", help="Other sources to tune the teacher on (a,b; "
                           "'' for none).")
@@ -353,11 +358,13 @@ def headline_cmd(
     from flowdistill.experiments.headline import HeadlineConfig, TeacherPlan, run_headline
 
     set_threads(threads)
+    tseeds = tuple(_ints(teacher_seeds) or (0,))
     plan = TeacherPlan(layers=teacher_layers, steps=teacher_steps, batch_size=teacher_batch,
-                       lr=teacher_lr, extra=tuple(_names(teacher_extra) or ()))
+                       lr=teacher_lr, extra=tuple(_names(teacher_extra) or ()), seed=tseeds[0])
     cfg = HeadlineConfig(out=out, dataset=dataset, data_dir=str(data_dir) if data_dir else None,
                          train_ratio=train_ratio, seeds=tuple(_ints(seeds) or (0, 1, 2)),
-                         epochs=epochs, patience=patience, teacher=plan, strict=strict,
+                         epochs=epochs, patience=patience, teacher=plan, teacher_seeds=tseeds,
+                         strict=strict,
                          strict_steps=strict_steps, ensemble=ensemble,
                          strict_seeds=(() if strict_seeds == "none" else tuple(_ints(strict_seeds))
                                        if strict_seeds else None),

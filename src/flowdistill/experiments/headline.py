@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -61,6 +62,9 @@ class HeadlineConfig:
     data_dir: str | None = None
     train_ratio: float = 0.1
     seeds: tuple[int, ...] = (0, 1, 2)
+    # Seeds of the wide LLM teacher: each is trained and scored on the test windows (the teacher's
+    # own mean ± std); the first serves every student seed.
+    teacher_seeds: tuple[int, ...] = (0,)
     epochs: int = 100
     patience: int = 15
     teacher: TeacherPlan = field(default_factory=TeacherPlan)
@@ -82,6 +86,8 @@ class HeadlineConfig:
 
     def plans(self) -> list[TeacherPlan]:
         plans = [self.teacher]
+        plans += [replace(self.teacher, name=f"teacher-llm-s{s}", seed=s)
+                  for s in self.teacher_seeds if s != self.teacher.seed]
         if self.strict:
             steps = self.strict_steps or self.teacher.steps
             plans.append(replace(self.teacher, name="teacher-llm-strict", pool="train", steps=steps))
@@ -98,10 +104,11 @@ def _data_spec(cfg: HeadlineConfig, plan: TeacherPlan):
 
 def _check_same(meta: dict[str, Any], cfg: HeadlineConfig, plan: TeacherPlan, folder: Path) -> None:
     want = {"layers": plan.layers, "pool": plan.pool, "extra": list(plan.extra),
-            "dataset": cfg.dataset, "train_ratio": cfg.train_ratio}
+            "dataset": cfg.dataset, "train_ratio": cfg.train_ratio, "seed": plan.seed}
     have = {"layers": meta["teacher"].get("layers"), "pool": meta["data"].get("pool", "train"),
             "extra": list(meta["data"].get("extra", [])), "dataset": meta["data"].get("dataset"),
-            "train_ratio": meta["data"].get("train_ratio")}
+            "train_ratio": meta["data"].get("train_ratio"),
+            "seed": meta.get("train", {}).get("seed", plan.seed)}
     diff = [k for k in want if str(want[k]) != str(have[k])]
     if diff:
         raise DataError(folder, f"holds a teacher made with other settings ({', '.join(diff)}: "
@@ -160,6 +167,7 @@ def ensure_teacher(cfg: HeadlineConfig, plan: TeacherPlan) -> dict[str, Any]:
     return {
         "kind": "llm",
         "name": plan.name,
+        "seed": plan.seed,
         "backbone": meta["teacher"]["backbone"],
         "layers": meta["teacher"]["layers"],
         "train_steps": plan.steps,
@@ -222,6 +230,11 @@ def ensure_ensemble(cfg: HeadlineConfig, llm_file: str) -> dict[str, Any]:
     }
 
 
+def _other_seed(name: str) -> bool:
+    """A wide teacher trained with another seed (named teacher-llm-s<seed>)."""
+    return re.fullmatch(r"teacher-llm-s\d+", name) is not None
+
+
 # ----------------------------------------------------------------------------------- runs
 def _bench(cfg: HeadlineConfig, teacher_file: str | None) -> BenchConfig:
     return BenchConfig(out=cfg.out, dataset=cfg.dataset, data_dir=cfg.data_dir,
@@ -272,9 +285,13 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
                      "seconds": result.get("fit", {}).get("seconds")})
 
     r = cfg.train_ratio
-    # one teacher (its own seed) serves every student seed: one row each, scored on the test windows
+    # one teacher (its own seed) serves every student seed; the other teacher seeds are scored only
     rows.append({"model": "teacher-llm", "seed": cfg.teacher.seed, **wide["test"],
                  "note": "serves every student seed"})
+    for name, t in teachers.items():
+        if _other_seed(name):
+            rows.append({"model": "teacher-llm", "seed": t["seed"], **t["test"],
+                         "note": "scored only"})
     if "teacher-ensemble" in teachers:
         rows.append({"model": "teacher-ensemble", "seed": 0, **teachers["teacher-ensemble"]["test"],
                      "note": "serves every student seed"})
@@ -313,6 +330,7 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
         "patience": cfg.patience,
         "teacher": wide,
         "strict_teacher": teachers.get("teacher-llm-strict"),
+        "other_teacher_seeds": [t for n, t in teachers.items() if _other_seed(n)],
         "ensemble_teacher": teachers.get("teacher-ensemble"),
         "student_trained_on": f"{cfg.dataset}: the first {100 * r:g} % of slots (training windows)",
         "rows": rows,
@@ -405,8 +423,16 @@ def render(doc: dict[str, Any]) -> str:
             f"- {tt['name']}: {tt['trained_on']} ({tt['train_windows']} training windows); "
             f"{tt['backbone']} cut to {tt['layers']} layer(s), LoRA, {tt['train_steps']} steps of "
             f"{tt['batch_size']} windows on {tt['device']} ({tt['threads']} thread(s)), "
-            f"{tt['cpu_hours']:.2f} CPU-hours including its forecasts; one teacher (seed 0) serves "
-            "every student seed.")
+            f"{tt['cpu_hours']:.2f} CPU-hours including its forecasts"
+            + ("; one teacher (seed 0) serves every student seed." if key == "teacher" else "."))
+        if key == "teacher" and doc.get("other_teacher_seeds"):
+            more = doc["other_teacher_seeds"]
+            seeds = ", ".join(str(t["seed"]) for t in more)
+            hours = ", ".join(f"{t['cpu_hours']:.2f}" for t in more)
+            lines.append(
+                f"- teacher-llm seeds {seeds}: the same recipe with another seed ({hours} "
+                "CPU-hours), scored on the test windows for the teacher's mean; no student uses "
+                "them.")
     ens = doc.get("ensemble_teacher")
     if ens:
         sw = ens["stid_wide"]
