@@ -87,3 +87,16 @@ def test_teacher_seeds_add_one_plan_each_and_a_render_line():
     text = render(doc)
     assert "teacher-llm seeds 1, 2" in text and "(1.25, 1.50 CPU-hours)" in text
     assert "| LLM teacher (wide: taxi slots before validation + Citi Bike) | 3 | 10.000" in text
+
+
+def test_the_seed_mean_student_gets_its_own_verdict_and_row():
+    extra = [{"model": "flowdistill-llm-mean", "seed": s, "mae": m, "rmse": 2 * m}
+             for s, m in enumerate([11.8, 11.9, 12.0])]
+    summary = summarise(rows() + extra)
+    assert [x["model"] for x in summary][-1] == "flowdistill-llm-mean"
+    v = verdict(summary)["flowdistill-llm-mean"]
+    assert v["vs_stid_pct"] == pytest.approx(100 * (12.2 - 11.9) / 12.2)
+    assert v["vs_no_teacher_pct"] == pytest.approx(100 * (12.4 - 11.9) / 12.4)
+    assert v["student_wins"]  # 2.5 % below STID, 4.0 % below the student alone
+    worse = [dict(r, mae=r["mae"] + 0.1) for r in extra]  # 12.0: 1.6 % below STID
+    assert not verdict(summarise(rows() + worse))["flowdistill-llm-mean"]["student_wins"]

@@ -340,6 +340,10 @@ def headline_cmd(
         bool, typer.Option("--ensemble/--no-ensemble", help="Also the student of the LLM+STID "
                            "ensemble teacher (STID fitted on the same slots as the wide teacher).")
     ] = True,
+    seed_mean: Annotated[
+        bool, typer.Option("--seed-mean/--no-seed-mean", help="Also the student of the mean of the "
+                           "LLM teacher's seeds (when --teacher-seeds has several).")
+    ] = True,
     results: Annotated[Path, typer.Option("--results", help="Where headline.json goes.")] = Path(
         "docs/results"
     ),
@@ -365,7 +369,7 @@ def headline_cmd(
                          train_ratio=train_ratio, seeds=tuple(_ints(seeds) or (0, 1, 2)),
                          epochs=epochs, patience=patience, teacher=plan, teacher_seeds=tseeds,
                          strict=strict,
-                         strict_steps=strict_steps, ensemble=ensemble,
+                         strict_steps=strict_steps, ensemble=ensemble, seed_mean=seed_mean,
                          strict_seeds=(() if strict_seeds == "none" else tuple(_ints(strict_seeds))
                                        if strict_seeds else None),
                          device=device, results_dir=results,

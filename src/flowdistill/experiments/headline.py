@@ -76,6 +76,9 @@ class HeadlineConfig:
     # (every slot before validation): which teacher makes the student win, when the LLM alone
     # does not know enough more than the student.
     ensemble: bool = True
+    # Also distil from the mean of the wide LLM teacher's seeds (an LLM-only teacher: averaging
+    # seeds removes part of each fine-tune's error) when there are several teacher seeds.
+    seed_mean: bool = True
     device: str = "cpu"
     results_dir: Path = Path("docs/results")
     results_doc: Path = Path("docs/results.md")
@@ -230,6 +233,33 @@ def ensure_ensemble(cfg: HeadlineConfig, llm_file: str) -> dict[str, Any]:
     }
 
 
+def ensure_seed_mean(cfg: HeadlineConfig, seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The window-by-window mean of the wide LLM teacher's seeds (only LLM forecasts in it)."""
+    from flowdistill.teacher.file import TeacherPredictions
+
+    file = cfg.out / "teacher-llm-mean" / "teacher.npz"
+    members = [t["file"] for t in seeds]
+    if file.exists():
+        have = TeacherPredictions.load(file).meta.get("member_files")
+        if have is not None and list(have) != members:
+            raise DataError(file, "averages other teacher files; delete it to rebuild")
+    else:
+        seeds_txt = ",".join(str(t["seed"]) for t in seeds)
+        TeacherPredictions.mean_of([TeacherPredictions.load(f) for f in members],
+                                   model=f"llm-teacher-seeds({seeds_txt})",
+                                   member_files=members).save(file)
+    return {
+        "kind": "llm-seed-mean",
+        "name": "teacher-llm-mean",
+        "members": [t["name"] for t in seeds],
+        "seeds": [t["seed"] for t in seeds],
+        "trained_on": seeds[0]["trained_on"],
+        "cpu_hours": round(sum(t["cpu_hours"] for t in seeds), 3),
+        "test": _file_test(cfg, file),
+        "file": str(file),
+    }
+
+
 def _other_seed(name: str) -> bool:
     """A wide teacher trained with another seed (named teacher-llm-s<seed>)."""
     return re.fullmatch(r"teacher-llm-s\d+", name) is not None
@@ -275,6 +305,11 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
     if cfg.ensemble:
         log("teacher-ensemble: STID on the wide slots (seed 0) + the LLM teacher, averaged")
         teachers["teacher-ensemble"] = ensure_ensemble(cfg, wide["file"])
+    seed_teachers = [wide] + [t for n, t in teachers.items() if _other_seed(n)]
+    if cfg.seed_mean and len(seed_teachers) > 1:
+        log(f"teacher-llm-mean: the mean of the LLM teacher's seeds "
+            f"{', '.join(str(t['seed']) for t in seed_teachers)}")
+        teachers["teacher-llm-mean"] = ensure_seed_mean(cfg, seed_teachers)
     cache = RunCache(_bench(cfg, wide["file"]))
     rows: list[dict[str, Any]] = []
 
@@ -294,6 +329,9 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
                          "note": "scored only"})
     if "teacher-ensemble" in teachers:
         rows.append({"model": "teacher-ensemble", "seed": 0, **teachers["teacher-ensemble"]["test"],
+                     "note": "serves every student seed"})
+    if "teacher-llm-mean" in teachers:
+        rows.append({"model": "teacher-llm-mean", "seed": 0, **teachers["teacher-llm-mean"]["test"],
                      "note": "serves every student seed"})
     for seed in cfg.seeds:
         for model in ("ha", "stid"):
@@ -319,6 +357,11 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
             log(f"flowdistill-ensemble s{seed}")
             res = ens.get(RunKey("flowdistill", r, seed, variant="flowdistill-ensemble"))
             add("flowdistill-ensemble", seed, res)
+        if "teacher-llm-mean" in teachers:
+            lm = RunCache(_bench(cfg, teachers["teacher-llm-mean"]["file"]))
+            log(f"flowdistill-llm-mean s{seed}")
+            res = lm.get(RunKey("flowdistill", r, seed, variant="flowdistill-llm-mean"))
+            add("flowdistill-llm-mean", seed, res)
     summary = summarise(rows)
     doc = {
         "experiment": "headline",
@@ -332,6 +375,7 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
         "strict_teacher": teachers.get("teacher-llm-strict"),
         "other_teacher_seeds": [t for n, t in teachers.items() if _other_seed(n)],
         "ensemble_teacher": teachers.get("teacher-ensemble"),
+        "llm_mean_teacher": teachers.get("teacher-llm-mean"),
         "student_trained_on": f"{cfg.dataset}: the first {100 * r:g} % of slots (training windows)",
         "rows": rows,
         "summary": summary,
@@ -347,8 +391,9 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean ± sample std over seeds, per model, in table order."""
-    order = ["teacher-llm", "teacher-llm-strict", "teacher-ensemble", "ha", "stid",
-             "flowdistill-no-teacher", "flowdistill", "flowdistill-strict", "flowdistill-ensemble"]
+    order = ["teacher-llm", "teacher-llm-mean", "teacher-llm-strict", "teacher-ensemble", "ha",
+             "stid", "flowdistill-no-teacher", "flowdistill", "flowdistill-llm-mean",
+             "flowdistill-strict", "flowdistill-ensemble"]
     out = []
     for m in order:
         rr = [x for x in rows if x["model"] == m]
@@ -365,7 +410,8 @@ def verdict(summary: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's bar: a student ≥ 2 % below STID and below itself without a teacher."""
     by = {s["model"]: s for s in summary}
     out: dict[str, Any] = {}
-    for student in ("flowdistill", "flowdistill-strict", "flowdistill-ensemble"):
+    for student in ("flowdistill", "flowdistill-llm-mean", "flowdistill-strict",
+                    "flowdistill-ensemble"):
         if student not in by or "stid" not in by:
             continue
         fd = by[student]["mae"]
@@ -393,6 +439,8 @@ LABELS = {
     "flowdistill-strict": "FlowDistill student ← strict LLM teacher",
     "teacher-ensemble": "ensemble teacher: mean of the wide LLM teacher and STID on the same slots",
     "flowdistill-ensemble": "FlowDistill student ← ensemble teacher",
+    "teacher-llm-mean": "LLM teacher, mean of its seeds (wide; LLM forecasts only)",
+    "flowdistill-llm-mean": "FlowDistill student ← mean of the LLM teacher's seeds",
 }
 
 
@@ -433,6 +481,12 @@ def render(doc: dict[str, Any]) -> str:
                 f"- teacher-llm seeds {seeds}: the same recipe with another seed ({hours} "
                 "CPU-hours), scored on the test windows for the teacher's mean; no student uses "
                 "them.")
+    lm = doc.get("llm_mean_teacher")
+    if lm:
+        lines.append(f"- teacher-llm-mean: the forecasts of the wide LLM teacher's seeds "
+                     f"{', '.join(map(str, lm['seeds']))} averaged window by window "
+                     f"({lm['cpu_hours']:.2f} CPU-hours for its {len(lm['seeds'])} fine-tunes "
+                     "and their forecasts).")
     ens = doc.get("ensemble_teacher")
     if ens:
         sw = ens["stid_wide"]
@@ -441,8 +495,8 @@ def render(doc: dict[str, Any]) -> str:
                      f"(its own test MAE {sw['test_mae']:.3f}, {sw['epochs']} epochs).")
     v = doc.get("verdict", {})
     lines.append("")
-    for student, vv in [("flowdistill", v)] + [(k, v[k]) for k in ("flowdistill-strict",
-                                                                   "flowdistill-ensemble") if k in v]:
+    others = ("flowdistill-llm-mean", "flowdistill-strict", "flowdistill-ensemble")
+    for student, vv in [("flowdistill", v)] + [(k, v[k]) for k in others if k in v]:
         if "vs_stid_pct" not in vv:
             continue
         lines.append(
