@@ -100,3 +100,11 @@ def test_the_seed_mean_student_gets_its_own_verdict_and_row():
     assert v["student_wins"]  # 2.5 % below STID, 4.0 % below the student alone
     worse = [dict(r, mae=r["mae"] + 0.1) for r in extra]  # 12.0: 1.6 % below STID
     assert not verdict(summarise(rows() + worse))["flowdistill-llm-mean"]["student_wins"]
+
+
+def test_provenance_names_the_revision_of_code_run_outside_a_clone(monkeypatch):
+    from flowdistill.experiments.runs import provenance
+
+    monkeypatch.setenv("FLOWDISTILL_GIT_REVISION", "1836d9d")
+    p = provenance()
+    assert p["git"] == "1836d9d" and "cores" in p["machine"] and "torch thread" in p["machine"]

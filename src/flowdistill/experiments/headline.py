@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -380,7 +379,6 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
         "rows": rows,
         "summary": summary,
         "verdict": verdict(summary),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         **provenance(),
     }
     cfg.results_dir.mkdir(parents=True, exist_ok=True)

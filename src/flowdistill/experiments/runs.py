@@ -75,6 +75,10 @@ def cached_dataset(spec: RunSpec) -> FlowDataset:
 
 
 def git_revision() -> str:
+    """The code's git revision; FLOWDISTILL_GIT_REVISION names it for code run outside a clone
+    (an installed wheel, or an exported snapshot that long jobs run from)."""
+    if os.environ.get("FLOWDISTILL_GIT_REVISION"):
+        return os.environ["FLOWDISTILL_GIT_REVISION"]
     try:
         root = Path(__file__).resolve().parents[3]
         rev = subprocess.run(
@@ -89,8 +93,9 @@ def git_revision() -> str:
 def provenance() -> dict[str, Any]:
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or ''} "
-        f"{torch.get_num_threads()} threads".strip(),
+        "machine": ", ".join(x for x in (platform.machine(), platform.processor(),
+                                         f"{os.cpu_count()} cores",
+                                         f"{torch.get_num_threads()} torch thread(s)") if x),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "git": git_revision(),
