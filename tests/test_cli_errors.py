@@ -313,7 +313,7 @@ def test_threads_option_sets_torch_threads(capsys, tmp_path, syn):
     assert code == 0, err
     assert torch.get_num_threads() == 1
     assert json.loads((tmp_path / "ha" / "metrics.json").read_text())["machine"].endswith(
-        "1 threads")
+        "1 torch thread(s)")
 
 
 def test_teacher_train_and_predict_refuse_before_loading(capsys, tmp_path):
