@@ -18,6 +18,7 @@ Two teachers are reported side by side when ``strict`` is on:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -189,12 +190,20 @@ def ensure_teacher(cfg: HeadlineConfig, plan: TeacherPlan) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=2)
+def _student_windows(dataset: str, data_dir: str | None, train_ratio: float):
+    """The student's windows, loaded once for every teacher file the headline scores."""
+    from flowdistill.teacher.train import DataSpec
+
+    return DataSpec(dataset, data_dir, None, None, train_ratio).windows()
+
+
 def _file_test(cfg: HeadlineConfig, file: Path) -> dict[str, float]:
     """A teacher file's MAE/RMSE on the student's test windows."""
     from flowdistill.teacher.file import TeacherPredictions
     from flowdistill.teacher.train import file_metrics
 
-    own = _data_spec(cfg, replace(cfg.teacher, pool="train", extra=())).windows()
+    own = _student_windows(cfg.dataset, cfg.data_dir, cfg.train_ratio)
     m = file_metrics(TeacherPredictions.load(file), own, "test")
     return {"mae": m["mae"], "rmse": m["rmse"]}
 
@@ -301,10 +310,11 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
             f"extra={','.join(plan.extra) or '-'}")
         teachers[plan.name] = ensure_teacher(cfg, plan)
     wide = teachers["teacher-llm"]
+    other_seeds = [t for n, t in teachers.items() if _other_seed(n)]
     if cfg.ensemble:
         log("teacher-ensemble: STID on the wide slots (seed 0) + the LLM teacher, averaged")
         teachers["teacher-ensemble"] = ensure_ensemble(cfg, wide["file"])
-    seed_teachers = [wide] + [t for n, t in teachers.items() if _other_seed(n)]
+    seed_teachers = [wide, *other_seeds]
     if cfg.seed_mean and len(seed_teachers) > 1:
         log(f"teacher-llm-mean: the mean of the LLM teacher's seeds "
             f"{', '.join(str(t['seed']) for t in seed_teachers)}")
@@ -322,16 +332,23 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
     # one teacher (its own seed) serves every student seed; the other teacher seeds are scored only
     rows.append({"model": "teacher-llm", "seed": cfg.teacher.seed, **wide["test"],
                  "note": "serves every student seed"})
-    for name, t in teachers.items():
-        if _other_seed(name):
-            rows.append({"model": "teacher-llm", "seed": t["seed"], **t["test"],
-                         "note": "scored only"})
-    if "teacher-ensemble" in teachers:
-        rows.append({"model": "teacher-ensemble", "seed": 0, **teachers["teacher-ensemble"]["test"],
-                     "note": "serves every student seed"})
-    if "teacher-llm-mean" in teachers:
-        rows.append({"model": "teacher-llm-mean", "seed": 0, **teachers["teacher-llm-mean"]["test"],
-                     "note": "serves every student seed"})
+    rows += [{"model": "teacher-llm", "seed": t["seed"], **t["test"], "note": "scored only"}
+             for t in other_seeds]
+    for name in ("teacher-ensemble", "teacher-llm-mean"):
+        if name in teachers:
+            rows.append({"model": name, "seed": 0, **teachers[name]["test"],
+                         "note": "serves every student seed"})
+    if "teacher-llm-strict" in teachers:
+        rows.append({"model": "teacher-llm-strict", "seed": cfg.teacher.seed,
+                     **teachers["teacher-llm-strict"]["test"]})
+    # the students of the other teachers: (row/variant name, the student seeds it runs, its runs)
+    strict_seeds = cfg.seeds if cfg.strict_seeds is None else cfg.strict_seeds
+    variants = [(student, seeds, RunCache(_bench(cfg, teachers[name]["file"])))
+                for student, name, seeds in (("flowdistill-strict", "teacher-llm-strict",
+                                              strict_seeds),
+                                             ("flowdistill-ensemble", "teacher-ensemble", cfg.seeds),
+                                             ("flowdistill-llm-mean", "teacher-llm-mean", cfg.seeds))
+                if name in teachers]
     for seed in cfg.seeds:
         for model in ("ha", "stid"):
             log(f"{model} s{seed}")
@@ -341,26 +358,10 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
         log(f"flowdistill s{seed}")
         res = cache.get(RunKey("flowdistill", r, seed))
         add("flowdistill", seed, res)
-        if "teacher-llm-strict" in teachers and not any(r["model"] == "teacher-llm-strict"
-                                                           for r in rows):
-            t = teachers["teacher-llm-strict"]
-            rows.append({"model": "teacher-llm-strict", "seed": cfg.teacher.seed, **t["test"]})
-        strict_seeds = cfg.seeds if cfg.strict_seeds is None else cfg.strict_seeds
-        if "teacher-llm-strict" in teachers and seed in strict_seeds:
-            strict = RunCache(_bench(cfg, teachers["teacher-llm-strict"]["file"]))
-            log(f"flowdistill-strict s{seed}")
-            res = strict.get(RunKey("flowdistill", r, seed, variant="flowdistill-strict"))
-            add("flowdistill-strict", seed, res)
-        if "teacher-ensemble" in teachers:
-            ens = RunCache(_bench(cfg, teachers["teacher-ensemble"]["file"]))
-            log(f"flowdistill-ensemble s{seed}")
-            res = ens.get(RunKey("flowdistill", r, seed, variant="flowdistill-ensemble"))
-            add("flowdistill-ensemble", seed, res)
-        if "teacher-llm-mean" in teachers:
-            lm = RunCache(_bench(cfg, teachers["teacher-llm-mean"]["file"]))
-            log(f"flowdistill-llm-mean s{seed}")
-            res = lm.get(RunKey("flowdistill", r, seed, variant="flowdistill-llm-mean"))
-            add("flowdistill-llm-mean", seed, res)
+        for student, seeds, runs in variants:
+            if seed in seeds:
+                log(f"{student} s{seed}")
+                add(student, seed, runs.get(RunKey("flowdistill", r, seed, variant=student)))
     summary = summarise(rows)
     doc = {
         "experiment": "headline",
@@ -372,7 +373,7 @@ def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:
         "patience": cfg.patience,
         "teacher": wide,
         "strict_teacher": teachers.get("teacher-llm-strict"),
-        "other_teacher_seeds": [t for n, t in teachers.items() if _other_seed(n)],
+        "other_teacher_seeds": other_seeds,
         "ensemble_teacher": teachers.get("teacher-ensemble"),
         "llm_mean_teacher": teachers.get("teacher-llm-mean"),
         "student_trained_on": f"{cfg.dataset}: the first {100 * r:g} % of slots (training windows)",
