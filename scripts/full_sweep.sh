@@ -4,7 +4,8 @@
 #   bash scripts/full_sweep.sh DATASET TEACHER_FILE PART
 #
 # DATASET: nyc-taxi-manhattan or nyc-bike-manhattan. TEACHER_FILE: the LLM teacher's forecasts for
-# that dataset (`flowdistill teacher predict ... --splits all`; it is checked against the dataset).
+# that dataset over every window (`bash scripts/full_teachers.sh DATASET` prints its path; it is
+# checked against the dataset), or - for the parts that train only baselines.
 # PART: 1..7 (see below), or "list" to print the commands without running them.
 #
 # Every part trains into the same run folder (runs/full/DATASET), so a finished cell is reused by
@@ -20,7 +21,13 @@ PART=${3:?part 1..7 or list}
 OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/$DATASET
 RATIOS=0.1,0.2,0.3,0.4,0.7   # the issue's ratios (Table 3)
 SEEDS=0,1,2
-COMMON=(--dataset "$DATASET" --out "$OUT" --teacher "$TEACHER" --threads 1 --quiet)
+# Each finished run's metrics.json is also kept in docs/results/DATASET/runs/ (commit it): a later
+# session, whose runs/ folder is gone, skips those cells. The teacher is matched by its forecasts'
+# fingerprint, so the file made again by scripts/full_teachers.sh from the kept weights serves.
+STORE=${FLOWDISTILL_SWEEP_STORE:-docs/results/$DATASET/runs}
+COMMON=(--dataset "$DATASET" --out "$OUT" --threads 1 --quiet --store "$STORE")
+# "-": no teacher file yet; parts 1 and 3-6 (baselines only) run without one
+[[ "$TEACHER" == "-" ]] || COMMON+=(--teacher "$TEACHER")
 RUN=${RUN:-nice -n 10}
 
 ratios() {  # one group of models over every ratio and seed; published only by part 7

@@ -111,6 +111,57 @@ def test_volume_buckets(bench):
     assert sum(int(r["regions"]) for r in fd) == 69
     lows = [float(r["low"]) for r in fd]
     assert lows == sorted(lows)
+    # read from the run's per-region sums: the same as forecasting again from its weights
+    from flowdistill.metrics import by_volume
+
+    edges = json.loads((bench.out / "volume.json").read_text())["edges"]
+    pred, truth, windows = suite.test_predictions(RunCache(bench), RunKey("flowdistill", 0.2, 0))
+    vol = windows.raw[: windows.bounds.train_end].mean(axis=(0, 2), dtype=float)
+    direct = by_volume(pred, truth, vol, edges)
+    assert [float(r["mae"]) for r in fd] == pytest.approx([b["mae"] for b in direct], rel=1e-5)
+
+
+def test_kept_runs_are_reused_without_their_run_folders(bench, tmp_path):
+    store = tmp_path / "kept"
+    kept = BenchConfig.make(**{**_kw(bench), "store": store})
+    cache = RunCache(kept)
+    first = cache.get(RunKey("flowdistill", 0.1, 0))  # finished in OUT: copied into the store
+    assert (store / "flowdistill/r0.1/s0.json").exists()
+    # a later session: another OUT (its runs/ is empty), the same store
+    later = BenchConfig.make(**{**_kw(bench), "out": tmp_path / "fresh", "store": store})
+    again = RunCache(later)
+    assert again.done(RunKey("flowdistill", 0.1, 0)) and not again.done(RunKey("ha", 0.2, 0))
+    assert again.get(RunKey("flowdistill", 0.1, 0))["test"] == first["test"]
+    assert not (tmp_path / "fresh/runs/flowdistill").exists()  # nothing retrained
+    longer = BenchConfig.make(**{**_kw(bench), "out": tmp_path / "fresh", "store": store,
+                                 "epochs": 3})
+    with pytest.raises(DataError, match="other settings") as err:
+        RunCache(longer).get(RunKey("flowdistill", 0.1, 0))
+    assert "s0.json" in str(err.value)
+
+
+def test_teacher_file_is_compared_by_its_forecasts(bench, tmp_path):
+    from flowdistill.teacher.file import TeacherPredictions
+
+    source = TeacherPredictions.load(bench.out / "teachers/ha/r0.1/s0/teacher.npz")
+    file_a = source.save(tmp_path / "a.npz")
+    kw = {**_kw(bench), "models": ["flowdistill"], "ratios": [0.1], "teacher_model": None,
+          "store": tmp_path / "kept"}
+    RunCache(BenchConfig.make(**{**kw, "out": tmp_path / "one", "teacher": str(file_a)})).get(
+        RunKey("flowdistill", 0.1, 0))
+    # the same forecasts made again under another name (and other metadata): reused
+    same = TeacherPredictions(source.window_ids, source.preds.copy(), {**source.meta, "x": 1})
+    file_b = same.save(tmp_path / "b.npz")
+    assert same.fingerprint() == source.fingerprint()
+    cache_b = RunCache(BenchConfig.make(**{**kw, "out": tmp_path / "two", "teacher": str(file_b)}))
+    assert cache_b.get(RunKey("flowdistill", 0.1, 0))["teacher"]["fingerprint"] == \
+        source.fingerprint()
+    assert not (tmp_path / "two/runs").exists()
+    # other forecasts, even at the first file's path: refused
+    TeacherPredictions(source.window_ids, source.preds + 1.0, source.meta).save(file_a)
+    with pytest.raises(DataError, match="teacher"):
+        RunCache(BenchConfig.make(**{**kw, "out": tmp_path / "one", "teacher": str(file_a)})).get(
+            RunKey("flowdistill", 0.1, 0))
 
 
 def test_hparams_one_at_a_time(bench):

@@ -505,3 +505,25 @@ def test_ensemble_is_the_window_by_window_mean(windows):
     assert ens.model == "ensemble(a+b)" and "a: A" in ens.meta["trained_on"]
     with pytest.raises(DataError):
         TeacherPredictions.mean_of([a])
+
+
+def test_mean_of_llm_seeds_stays_an_llm_teacher(windows, tmp_path):
+    from flowdistill.experiments.common import BenchConfig, describe_teacher
+
+    ids = windows.all_ids
+    truth = windows.targets(ids)
+    info = {"backbone": "smollm2-135m", "layers": 1, "prompt_layout": "city",
+            "trained_on": "taxi before validation + bike"}
+    seeds = [TeacherPredictions.create(windows, ids, truth + s, model="llm-teacher", seed=s,
+                                       **info) for s in (0, 1, 2)]
+    mean = TeacherPredictions.mean_of(seeds)
+    assert mean.model == "llm-teacher-seeds(0,1,2)"
+    assert mean.meta["trained_on"] == info["trained_on"] and mean.meta["layers"] == 1
+    path = mean.save(tmp_path / "mean.npz")
+    desc = describe_teacher(BenchConfig(out=tmp_path, teacher=str(path)))
+    assert desc["kind"] == "llm"
+    assert "mean of 3 fine-tunes (seeds(0,1,2))" in desc["description"]
+    assert "taxi before validation + bike" in desc["description"]
+    # a baseline among the members: an ensemble, not an LLM teacher
+    other = TeacherPredictions.create(windows, ids, truth, model="stid", **info)
+    assert TeacherPredictions.mean_of([seeds[0], other]).model == "ensemble(llm-teacher+stid)"

@@ -61,6 +61,12 @@ ResultsOpt = Annotated[
 PublishOpt = Annotated[
     bool, typer.Option("--publish/--no-publish", help="Copy the outputs to --results.")
 ]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Also keep each finished run's metrics.json in STORE/<model>/"
+                 "r<ratio>/s<seed>.json and reuse the runs kept there: commit that folder and a "
+                 "later session (or machine) skips those cells even without OUT's run folders."),
+]
 OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--model-option", help="MODEL.KEY=VALUE, e.g. flowdistill.embed_dim=32 "
@@ -109,7 +115,7 @@ def _names(s: str | None) -> list[str] | None:
 
 def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience, teacher,
             teacher_model, quick, device, quiet, default_models=None, options=None,
-            batches=None, results=None):
+            batches=None, results=None, store=None):
     from flowdistill.experiments.common import BenchConfig
 
     return BenchConfig.make(
@@ -118,7 +124,7 @@ def _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, p
         data_dir=str(data_dir) if data_dir else None, start=start, end=end, device=device,
         teacher=str(teacher) if teacher else None, teacher_model=teacher_model,
         progress=not quiet, model_options=_model_options(options), batches_per_epoch=batches,
-        results=results,
+        results=results, store=store,
     )
 
 
@@ -158,13 +164,14 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
         threads: ThreadsOpt = None,
         results: ResultsOpt = Path("docs/results"),
         publish: PublishOpt = True,
+        store: StoreOpt = None,
     ) -> None:
         _prepare(threads)
         from flowdistill.experiments import suite
 
         cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
                       teacher, teacher_model, quick, device, quiet, default_models, options,
-                      batches, results if publish else None)
+                      batches, results if publish else None, store)
         fn = getattr(suite, name)
         if name == "ratios":
             _done(fn(cfg))
@@ -217,6 +224,7 @@ def all_(
     threads: ThreadsOpt = None,
     results: ResultsOpt = Path("docs/results"),
     publish: PublishOpt = True,
+    store: StoreOpt = None,
 ) -> None:
     """All six experiments into one folder (they share runs), then optionally the report."""
     _prepare(threads)
@@ -226,15 +234,15 @@ def all_(
     res = results if publish else None
     cfg = _config(out, dataset, data_dir, start, end, models, seeds, ratios, epochs, patience,
                   teacher, teacher_model, quick, device, quiet, None, options,
-                  batches, res)
+                  batches, res, store)
     cfg.needs_teacher(["flowdistill"])
     student = _config(out, dataset, data_dir, start, end, "flowdistill", seeds, ratios, epochs,
                       patience, teacher, teacher_model, quick, device, quiet, None, options,
-                      batches, res)
+                      batches, res, store)
     scale_models = [m for m in cfg.models if m not in ("ha", "last-value", "stmlp")]
     scale_cfg = _config(out, dataset, data_dir, start, end, ",".join(scale_models), seeds, ratios,
                         epochs, patience, teacher, teacher_model, quick, device, quiet, None,
-                        options, batches, res)
+                        options, batches, res, store)
     _done(suite.ratios(cfg))
     _done(suite.horizons(cfg, ratio=min(cfg.ratios)))
     _done(suite.ablation(student, ratio=min(cfg.ratios)))

@@ -206,7 +206,8 @@ def predict(
     tp = predict_to_file(
         model, windows, out_file, ids=ids, batch_size=batch_size, chunk_size=chunk_size, device=device,
         tag=_weights_tag(model_dir), info={"seed": meta.get("train", {}).get("seed", 0),
-                                            "model_dir": str(model_dir), "splits": splits},
+                                            "model_dir": str(model_dir), "splits": splits,
+                                            "trained_on": meta.get("data_description", "")},
     )
     out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")
     _report(tp, windows)

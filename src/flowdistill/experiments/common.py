@@ -74,6 +74,9 @@ class BenchConfig:
     progress: bool = True
     # Where the per-dataset copies of the outputs go (RESULTS/<dataset>/NAME.json …); None: nowhere.
     results: Path | None = None
+    # Where each finished run's metrics.json is also kept (STORE/<variant>/r<ratio>/s<seed>.json),
+    # to be committed: a later session, whose runs/ folder is gone, reuses those cells. None: off.
+    store: Path | None = None
     # per-model option overrides, e.g. {"flowdistill": {"embed_dim": 32}} (tests use tiny models)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -148,6 +151,7 @@ class BenchConfig:
         d = asdict(self)
         d["out"] = str(self.out)
         d["results"] = str(self.results) if self.results is not None else None
+        d["store"] = str(self.store) if self.store is not None else None
         d["preset"] = self.protocol()
         return d
 
@@ -203,9 +207,31 @@ class RunCache:
     def __init__(self, cfg: BenchConfig) -> None:
         self.cfg = cfg
         self.root = cfg.out / "runs"
+        self._fingerprint: str | None = None
 
     def folder(self, key: RunKey) -> Path:
         return self.root / key.name / ratio_tag(key.ratio) / f"s{key.seed}"
+
+    def stored(self, key: RunKey) -> Path | None:
+        """The kept copy of the run's metrics.json under ``cfg.store`` (None without a store)."""
+        if self.cfg.store is None:
+            return None
+        return Path(self.cfg.store) / key.name / ratio_tag(key.ratio) / f"s{key.seed}.json"
+
+    def finished(self, key: RunKey) -> Path | None:
+        """metrics.json of the finished run: in its run folder, else the kept copy; None if
+        the run has not finished."""
+        path = self.folder(key) / "metrics.json"
+        if path.exists():
+            return path
+        kept = self.stored(key)
+        return kept if kept is not None and kept.exists() else None
+
+    def _keep(self, key: RunKey, result: dict[str, Any]) -> None:
+        kept = self.stored(key)
+        if kept is not None and not kept.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(kept, json.dumps(result, indent=1, default=str) + "\n")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(max_epochs=self.cfg.epochs, patience=self.cfg.patience,
@@ -255,18 +281,35 @@ class RunCache:
         """Was a saved student run distilled from the teacher this configuration names?"""
         c = self.cfg
         if c.teacher:
+            if saved.get("fingerprint"):  # the forecasts themselves, wherever the file now lies
+                return saved["fingerprint"] == self.teacher_fingerprint()
             return Path(saved.get("file", "")).resolve() == Path(c.teacher).resolve()
         parts = Path(saved.get("file", "")).parts  # …/teachers/<model>/r<ratio>/s<seed>/…
         return saved.get("model") == c.teacher_model and "teachers" in parts
 
+    def teacher_fingerprint(self) -> str:
+        """:meth:`TeacherPredictions.fingerprint` of ``cfg.teacher`` (read once)."""
+        if self._fingerprint is None:
+            from flowdistill.teacher.file import TeacherPredictions
+
+            self._fingerprint = TeacherPredictions.load(str(self.cfg.teacher)).fingerprint()
+        return self._fingerprint
+
     def done(self, key: RunKey) -> bool:
-        return (self.folder(key) / "metrics.json").exists()
+        return self.finished(key) is not None
 
     def get(self, key: RunKey) -> dict[str, Any]:
-        """metrics.json of the run: reused when finished with the same settings, else trained."""
-        folder = self.folder(key)
-        path = folder / "metrics.json"
-        if path.exists():  # the teacher file's path is not compared: no need to make it
+        """metrics.json of the run: reused when finished with the same settings (in its folder or
+        kept in ``cfg.store``), else trained; a finished run is kept in the store."""
+        result = self._reuse(key)
+        if result is None:
+            result = self._train(key)
+        self._keep(key, result)
+        return result
+
+    def _reuse(self, key: RunKey) -> dict[str, Any] | None:
+        path = self.finished(key)
+        if path is not None:  # the teacher is compared by its forecasts' fingerprint or path
             result = json.loads(path.read_text())
             diff = spec_differences(result.get("config", {}).get("run", {}),
                                     self.spec(key).to_dict())
@@ -276,12 +319,18 @@ class RunCache:
                                                                     self.spec(key).model_options):
                 diff.append("model defaults")
             if diff:
+                where = self.folder(key) if path.name == "metrics.json" else path
                 raise DataError(
-                    folder,
+                    where,
                     f"holds a finished run made with other settings ({', '.join(diff)}); use "
-                    "another --out, or delete that folder to retrain it",
+                    f"another --out{' and --store' if where == path else ''}, or delete it to "
+                    "retrain it",
                 )
             return result
+        return None
+
+    def _train(self, key: RunKey) -> dict[str, Any]:
+        folder = self.folder(key)
         if key.model == "flowdistill":
             return run(self.spec(key, self.teacher_for(key.ratio, key.seed)), folder)
         if key.model in KD_BASELINES:
@@ -456,13 +505,18 @@ def describe_teacher(cfg: BenchConfig, runs: Iterable[dict[str, Any]] = ()) -> d
     if cfg.teacher:
         meta = teacher_file_meta(cfg.teacher)
         model = str(meta.get("model", "unknown"))
-        kind = "llm" if model == "llm-teacher" else "file"
+        # "llm-teacher", or "llm-teacher-seeds(0,1,2)": the mean of fine-tunes of one recipe
+        kind = "llm" if model.startswith("llm-teacher") else "file"
         trained = meta.get("trained_on") or (f"training ratio {meta['train_ratio']}"
                                              if "train_ratio" in meta else "unknown data")
         if kind == "llm":
-            desc = (f"LLM teacher ({meta.get('backbone', 'LLM')}, {meta.get('layers', '?')} "
-                    f"layer(s), prompt layout {meta.get('prompt_layout', '?')}, LoRA-tuned; "
-                    f"trained on {trained}), forecasts from {cfg.teacher}")
+            mean = (f"the window-by-window mean of {len(meta['members'])} fine-tunes "
+                    f"({model.removeprefix('llm-teacher-')}), "
+                    if model != "llm-teacher" and meta.get("members") else "")
+            desc = (f"LLM teacher ({mean}{meta.get('backbone', 'LLM')}, "
+                    f"{meta.get('layers', '?')} layer(s), prompt layout "
+                    f"{meta.get('prompt_layout', '?')}, LoRA-tuned; trained on {trained}), "
+                    f"forecasts from {cfg.teacher}")
         else:
             desc = (f"{model} forecasts from {cfg.teacher} (a non-LLM teacher; trained on "
                     f"{trained})")

@@ -161,7 +161,8 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
         if spec.teacher is not None:
             teacher = TeacherPredictions.load(spec.teacher)
             extras = {"teacher": teacher.aligned(windows, splits=("train",))}
-            teacher_info = {"file": str(spec.teacher), "model": teacher.model, **{
+            teacher_info = {"file": str(spec.teacher), "model": teacher.model,
+                            "fingerprint": teacher.fingerprint(), **{
                 k: teacher.meta.get(k) for k in ("train_ratio", "backbone", "layers",
                                                  "prompt_layout", "trained_on")
                 if k in teacher.meta

@@ -93,6 +93,40 @@ def evaluate(
         for c in range(p.shape[-1])
     }
     out["masked_share"] = float(1 - make_mask(y, threshold).double().mean())
+    out["region"] = region_sums(p, y, threshold)
+    return out
+
+
+def region_sums(pred: ArrayLike, target: ArrayLike, threshold: float | None = 0.0) -> dict[str, list]:
+    """Per region (axis 2 of (B, H, N, C)): the sums of |error| and error² over the scored
+    elements, and their count. Any grouping of regions is scored exactly from these (see
+    :func:`scores_from_sums`), so a finished run's metrics.json alone gives the per-volume table,
+    without its weights."""
+    p, y = _t(pred).double(), _t(target).double()
+    m = make_mask(y, threshold).double()
+    e = (p - y) * m
+    dims = (0, 1, 3)
+    return {"abs_sum": e.abs().sum(dim=dims).tolist(), "sq_sum": (e * e).sum(dim=dims).tolist(),
+            "count": m.sum(dim=dims).long().tolist()}
+
+
+def scores_from_sums(sums: dict[str, list], regions: np.ndarray) -> dict[str, float]:
+    """MAE and RMSE of the regions ``regions`` from :func:`region_sums` (NaN when none scored)."""
+    sel = np.asarray(regions, dtype=np.int64)
+    n = float(np.asarray(sums["count"], dtype=np.float64)[sel].sum())
+    if n == 0:
+        return {"mae": float("nan"), "rmse": float("nan")}
+    return {"mae": float(np.asarray(sums["abs_sum"], dtype=np.float64)[sel].sum() / n),
+            "rmse": float(np.sqrt(np.asarray(sums["sq_sum"], dtype=np.float64)[sel].sum() / n))}
+
+
+def volume_buckets(volume: np.ndarray, edges: list[float]) -> list[tuple[float, float, np.ndarray]]:
+    """(low, high, region indices) of each non-empty bucket [e_i, e_{i+1}) of ``volume``."""
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = np.where((volume >= lo) & (volume < hi))[0]
+        if len(sel):
+            out.append((float(lo), float(hi), sel))
     return out
 
 
@@ -106,11 +140,20 @@ def by_volume(
     """Scores per bucket of regions by volume (``volume`` per region; buckets [e_i, e_{i+1}))."""
     p, y = _t(pred).double(), _t(target).double()
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        sel = np.where((volume >= lo) & (volume < hi))[0]
-        if len(sel) == 0:
-            continue
+    for lo, hi, sel in volume_buckets(volume, edges):
         s = scores(p[:, :, sel], y[:, :, sel], threshold)
-        s.update({"low": float(lo), "high": float(hi), "regions": int(len(sel))})
+        s.update({"low": lo, "high": hi, "regions": int(len(sel))})
+        out.append(s)
+    return out
+
+
+def by_volume_from_sums(
+    sums: dict[str, list], volume: np.ndarray, edges: list[float]
+) -> list[dict[str, Any]]:
+    """:func:`by_volume`'s MAE / RMSE from a run's saved per-region sums (no forecasts needed)."""
+    out = []
+    for lo, hi, sel in volume_buckets(volume, edges):
+        s = scores_from_sums(sums, sel)
+        s.update({"low": lo, "high": hi, "regions": int(len(sel))})
         out.append(s)
     return out

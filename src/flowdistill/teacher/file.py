@@ -8,6 +8,7 @@ made for other data is refused instead of being silently misaligned.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -68,6 +69,14 @@ class TeacherPredictions:
     @property
     def model(self) -> str:
         return str(self.meta.get("model", "unknown"))
+
+    def fingerprint(self) -> str:
+        """sha256 of the window ids and the float32 forecasts: the same forecasts give the same
+        value whatever the file is called, its metadata or its compression, so a run can tell
+        whether a teacher file made again (another session, another folder) is the one it used."""
+        h = hashlib.sha256(np.ascontiguousarray(self.window_ids, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.preds, dtype=np.float32).tobytes())
+        return h.hexdigest()[:16]
 
     def _check_shape(self, where: str) -> None:
         p = self.preds
@@ -138,11 +147,21 @@ class TeacherPredictions:
             raise DataError("ensemble", "the teacher files share no window")
         preds = np.mean([WindowAligned(f.window_ids, f.preds).get(ids) for f in files], axis=0)
         base = {k: files[0].meta.get(k) for k in (*CHECKED_KEYS, "format", "train_ratio")}
-        members = [{"model": f.model, "trained_on": f.meta.get("trained_on", "")} for f in files]
-        return cls(ids, preds.astype(np.float32),
-                   {**base, "model": "ensemble(" + "+".join(f.model for f in files) + ")",
-                    "members": members, "trained_on": "; ".join(
-                        f"{m['model']}: {m['trained_on']}" for m in members), **meta})
+        members = [{"model": f.model, "trained_on": f.meta.get("trained_on", ""),
+                    **({"seed": f.meta["seed"]} if "seed" in f.meta else {})} for f in files]
+        info: dict[str, Any] = {
+            "model": "ensemble(" + "+".join(f.model for f in files) + ")", "members": members,
+            "trained_on": "; ".join(f"{m['model']}: {m['trained_on']}" for m in members)}
+        same_llm = all(f.model == "llm-teacher" for f in files) and all(
+            f.meta.get(k) == files[0].meta.get(k)
+            for f in files for k in ("backbone", "layers", "prompt_layout", "trained_on"))
+        if same_llm:  # fine-tunes of one LLM teacher recipe: still only LLM forecasts
+            seeds = ",".join(str(m.get("seed", "?")) for m in members)
+            info.update({"model": f"llm-teacher-seeds({seeds})",
+                         "trained_on": files[0].meta.get("trained_on", ""),
+                         **{k: files[0].meta.get(k) for k in ("backbone", "layers",
+                                                              "prompt_layout")}})
+        return cls(ids, preds.astype(np.float32), {**base, **info, **meta})
 
     def check_matches(self, windows: Windows, where: str = "teacher file") -> None:
         """Refuse a file made for another dataset, period, window length or region set.

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The LLM teacher file of one dataset for the full sweeps (issue 9).
+#
+#   bash scripts/full_teachers.sh DATASET [SEEDS]      # SEEDS default "0 1 2"
+#
+# Each seed is the headline's wide LLM teacher (SmolLM2, 1 block, LoRA; tuned on DATASET's slots
+# before validation + the other NYC dataset over the same days; `docs/teacher.md`). Its trained
+# tensors (teacher.json + teacher.pt, about 2 MB) are kept in assets/teachers/llm/DATASET-sSEED/ and
+# committed, so a later session only forecasts again (about 9 min per seed on 1 thread) instead of
+# fine-tuning again (about 45 min per seed). A seed without kept weights is fine-tuned first and
+# its weights copied there. Writes runs/full/teachers/DATASET-sSEED-all.npz (every window) and,
+# with several seeds, their window-by-window mean runs/full/teachers/DATASET-llm-mean.npz, the
+# file `scripts/full_sweep.sh` takes. Every step resumes after an interruption: run it again.
+set -euo pipefail
+
+DATASET=${1:?dataset name (nyc-taxi-manhattan or nyc-bike-manhattan)}
+SEEDS=${2:-0 1 2}
+case "$DATASET" in
+  nyc-taxi-manhattan) EXTRA=nyc-bike-manhattan ;;
+  nyc-bike-manhattan) EXTRA=nyc-taxi-manhattan ;;
+  *) echo "no teacher recipe for $DATASET (nyc-taxi-manhattan or nyc-bike-manhattan)" >&2; exit 2 ;;
+esac
+KEEP=${FLOWDISTILL_TEACHER_KEEP:-assets/teachers/llm}
+OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/teachers
+RUN=${RUN:-nice -n 10}
+mkdir -p "$OUT"
+files=()
+for S in $SEEDS; do
+  W=$KEEP/$DATASET-s$S
+  if [[ ! -f $W/teacher.pt ]]; then
+    echo "+ fine-tune $DATASET seed $S (no kept weights in $W)" >&2
+    $RUN flowdistill teacher train --dataset "$DATASET" --extra "$EXTRA" --train-ratio 0.1 \
+      --out "$OUT/$DATASET-s$S" --layers 1 --pool val --steps 2600 --val-every 200 \
+      --val-batches 4 --batch-size 16 --lr 2e-3 --seed "$S" --threads 1 --resume
+    mkdir -p "$W"
+    cp "$OUT/$DATASET-s$S/teacher.json" "$OUT/$DATASET-s$S/teacher.pt" "$W/"
+  fi
+  F=$OUT/$DATASET-s$S-all.npz
+  if [[ ! -f $F ]]; then
+    echo "+ forecast every window with $W" >&2
+    $RUN flowdistill teacher predict --model "$W" --splits all --out "$F" --threads 1 --resume
+  fi
+  files+=("$F")
+done
+if (( ${#files[@]} > 1 )); then
+  MEAN=$OUT/$DATASET-llm-mean.npz
+  [[ -f $MEAN ]] || flowdistill teacher ensemble "${files[@]}" --out "$MEAN"
+  echo "$MEAN"
+else
+  echo "${files[0]}"
+fi

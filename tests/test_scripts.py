@@ -1,0 +1,36 @@
+"""The sweep scripts' plans (`list`): what a long, multi-session sweep relies on."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _plan(*args: str) -> list[str]:
+    out = subprocess.run(["bash", "scripts/full_sweep.sh", *args, "list"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line and not line.startswith("#")]
+
+
+def test_every_sweep_command_keeps_its_runs_in_the_committed_store():
+    lines = _plan("nyc-bike-manhattan", "t.npz")
+    runs = [x for x in lines if "bench report" not in x]
+    assert len(runs) == 12  # parts 1-6 + the six part-7 experiments
+    assert all("--store docs/results/nyc-bike-manhattan/runs" in x for x in runs)
+    assert all("--teacher t.npz" in x and "--threads 1" in x for x in runs)
+
+
+def test_baseline_parts_run_before_any_teacher_file_exists():
+    lines = _plan("nyc-taxi-manhattan", "-")
+    assert lines and not any("--teacher" in x for x in lines)
+
+
+def test_unknown_part_and_dataset_are_refused():
+    bad = subprocess.run(["bash", "scripts/full_sweep.sh", "nyc-taxi-manhattan", "-", "9"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown part" in bad.stderr
+    bad = subprocess.run(["bash", "scripts/full_teachers.sh", "chicago"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no teacher recipe" in bad.stderr
