@@ -21,10 +21,10 @@ PART=${3:?part 1..7 or list}
 OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/$DATASET
 RATIOS=0.1,0.2,0.3,0.4,0.7   # the issue's ratios (Table 3)
 SEEDS=0,1,2
-# Each finished run's metrics.json is also kept in docs/results/DATASET/runs/ (commit it): a later
+# Each finished run's metrics.json is also kept in docs/results/DATASET/cells/ (commit it): a later
 # session, whose runs/ folder is gone, skips those cells. The teacher is matched by its forecasts'
 # fingerprint, so the file made again by scripts/full_teachers.sh from the kept weights serves.
-STORE=${FLOWDISTILL_SWEEP_STORE:-docs/results/$DATASET/runs}
+STORE=${FLOWDISTILL_SWEEP_STORE:-docs/results/$DATASET/cells}
 COMMON=(--dataset "$DATASET" --out "$OUT" --threads 1 --quiet --store "$STORE")
 # "-": no teacher file yet; parts 1 and 3-6 (baselines only) run without one
 [[ "$TEACHER" == "-" ]] || COMMON+=(--teacher "$TEACHER")

@@ -18,7 +18,7 @@ def test_every_sweep_command_keeps_its_runs_in_the_committed_store():
     lines = _plan("nyc-bike-manhattan", "t.npz")
     runs = [x for x in lines if "bench report" not in x]
     assert len(runs) == 12  # parts 1-6 + the six part-7 experiments
-    assert all("--store docs/results/nyc-bike-manhattan/runs" in x for x in runs)
+    assert all("--store docs/results/nyc-bike-manhattan/cells" in x for x in runs)
     assert all("--teacher t.npz" in x and "--threads 1" in x for x in runs)
 
 
