@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,33 @@ def test_report_from_folders(bench, tmp_path):
     assert "../" in text and "ratios.png" in text  # image linked relative to the report
     with pytest.raises(DataError, match="no experiment outputs"):
         build_report([tmp_path], tmp_path / "x.md")
+
+
+def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
+    base = json.loads((bench.out / "runs/ha/r0.1/s0/metrics.json").read_text())
+
+    def keep(name: str, seed: int, mae: float, epochs: int = 100) -> None:
+        cell = json.loads(json.dumps(base))
+        cell["config"]["run"].update(seed=seed, train_ratio=0.1)
+        cell["config"]["run"]["train"].update(max_epochs=epochs, patience=15)
+        cell["test"]["mae"] = mae
+        path = tmp_path / "results/city/cells" / name / "r0.1" / f"s{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cell))
+
+    keep("ha", 0, 1.0)
+    keep("ha", 1, 3.0)
+    keep("stid", 0, 9.0, epochs=6)  # a shortened run: not a full-protocol cell
+    shutil.copytree(bench.out, tmp_path / "results/bench", ignore=shutil.ignore_patterns("runs"))
+    out = tmp_path / "results.md"
+    build_report([tmp_path / "results"], out)
+    text = out.read_text()
+    progress = text[text.index("## Full sweeps in progress"):]
+    assert "2 of the 150 cells" in progress
+    assert "| ha | 2.000 ± 1.414 (s0,1) | – | – | – | – |" in progress
+    assert "stid" not in progress.split("### Ratio sweep so far — city")[1].split("##")[0]
+    claims = text[text.index("## Claims at a glance"):text.index("## Full sweeps in progress")]
+    assert "2.000" not in claims
 
 
 def test_cli_commands(bench, tmp_path):

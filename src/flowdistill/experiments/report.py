@@ -166,7 +166,84 @@ def _reading_cost(meta: dict[str, Any]) -> list[str]:
 
 
 READINGS["cost"] = _reading_cost
-SKIP_DIRS = {"partial", "runs", "teachers"}
+SKIP_DIRS = {"partial", "runs", "teachers", "cells"}
+PLANNED_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.7)  # the issue's full sweep (scripts/full_sweep.sh)
+
+
+def _full_cell(cell: dict[str, Any]) -> bool:
+    """A kept run trained at the paper's protocol (FULL's epochs and patience, every window)."""
+    from flowdistill.experiments.common import FULL
+
+    t = cell.get("config", {}).get("run", {}).get("train", {})
+    return (t.get("max_epochs", 0) >= FULL.epochs and t.get("patience", 0) >= FULL.patience
+            and not t.get("limit_train_batches") and not t.get("limit_val_batches"))
+
+
+def kept_cells(folder: Path) -> dict[tuple[str, float], list[dict[str, Any]]]:
+    """The full-protocol runs kept under ``folder/cells/<name>/r<ratio>/s<seed>.json``."""
+    cells: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for f in sorted((folder / "cells").glob("*/r*/s*.json")):
+        cell = json.loads(f.read_text())
+        if not _full_cell(cell):
+            continue
+        ratio = float(cell["config"]["run"]["train_ratio"])
+        cells.setdefault((f.parts[-3], ratio), []).append(cell)
+    return cells
+
+
+def progress_section(run_dirs: list[Path]) -> str:
+    """The full sweep so far: every kept full-protocol cell, per model and ratio (no claims)."""
+    from flowdistill.experiments.common import DEFAULT_MODELS, fmt_pm, markdown_table, mean_std
+
+    parts: list[str] = []
+    for d in run_dirs:
+        for folder in sorted(x for x in d.iterdir() if x.is_dir() and (x / "cells").is_dir()):
+            cells = kept_cells(folder)
+            if not cells:
+                continue
+            names = sorted({n for n, _ in cells},
+                           key=lambda n: (DEFAULT_MODELS.index(n) if n in DEFAULT_MODELS
+                                          else len(DEFAULT_MODELS), n))
+            ratios = sorted({r for _, r in cells} | set(PLANNED_RATIOS))
+            rows = []
+            for n in names:
+                row = [n]
+                for r in ratios:
+                    runs = cells.get((n, r), [])
+                    if not runs:
+                        row.append("–")
+                        continue
+                    mae, sd = mean_std([c["test"]["mae"] for c in runs])
+                    seeds = ",".join(str(c["config"]["run"]["seed"]) for c in runs)
+                    row.append(f"{fmt_pm(mae, sd, len(runs), 3)} (s{seeds})")
+                rows.append(row)
+            planned = len(DEFAULT_MODELS) * len(PLANNED_RATIOS) * 3
+            done = sum(len(v) for (n, r), v in cells.items()
+                       if n in DEFAULT_MODELS and r in PLANNED_RATIOS)
+            teachers = sorted({f"{c['teacher'].get('model')} (fingerprint "
+                               f"{c['teacher'].get('fingerprint', '?')}, its test MAE "
+                               f"{c['teacher'].get('test', {}).get('mae', float('nan')):.3f})"
+                               for v in cells.values() for c in v
+                               if c.get("model") == "flowdistill" and c.get("teacher")})
+            revs = sorted({str(c.get("git")) for v in cells.values() for c in v})
+            parts.append(
+                f"### Ratio sweep so far — {folder.name}\n\n"
+                f"Source: `{folder / 'cells'}` ({done} of the {planned} cells of the ratio sweep: "
+                f"{len(DEFAULT_MODELS)} models × ratios "
+                f"{', '.join(f'{100 * r:g}' for r in PLANNED_RATIOS)} % × seeds 0, 1, 2). Test "
+                "MAE, mean ± std over the seeds listed in brackets; every cell ran to early "
+                "stopping at the full protocol (up to 100 epochs, patience 15).\n\n"
+                + (f"- FlowDistill's teacher: {'; '.join(teachers)}\n" if teachers else "")
+                + f"- git revisions of the cells: {', '.join(revs)}\n\n"
+                + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows))
+    if not parts:
+        return ""
+    return ("## Full sweeps in progress — finished cells, not yet claims\n\n"
+            "The full sweeps run in parts over several sessions (`docs/experiments.md`); each "
+            "finished run is kept in `docs/results/<dataset>/cells/`. These cells are complete "
+            "full-protocol runs, but a row with fewer than three seeds or a missing ratio is not "
+            "a result of the experiment yet, so nothing here is counted in the claims above.\n\n"
+            + "\n".join(parts) + "\n")
 
 
 def _strip_title(md: str) -> str:
@@ -321,6 +398,7 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     text = "\n".join(parts) + "\n" + "\n".join(summary) + "\n\n"
     if sections:
         text += "## Full-protocol results\n\n" + "\n".join(sections) + "\n"
+    text += progress_section(run_dirs)
     if cost_sections:
         text += "## Cost of each model\n\n" + "\n".join(cost_sections) + "\n"
     if smoke:
