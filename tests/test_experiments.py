@@ -158,6 +158,15 @@ def test_teacher_file_is_compared_by_its_forecasts(bench, tmp_path):
     assert cache_b.get(RunKey("flowdistill", 0.1, 0))["teacher"]["fingerprint"] == \
         source.fingerprint()
     assert not (tmp_path / "two/runs").exists()
+    # made again on another CPU: last-bit differences change the fingerprint, not the probe
+    noisy = TeacherPredictions(source.window_ids, source.preds * (1 + 1e-6), source.meta)
+    assert noisy.fingerprint() != source.fingerprint()
+    file_c = noisy.save(tmp_path / "c.npz")
+    cache_c = RunCache(BenchConfig.make(**{**kw, "out": tmp_path / "three",
+                                           "teacher": str(file_c)}))
+    assert cache_c.done(RunKey("flowdistill", 0.1, 0))
+    cache_c.get(RunKey("flowdistill", 0.1, 0))
+    assert not (tmp_path / "three/runs").exists()
     # other forecasts, even at the first file's path: refused
     TeacherPredictions(source.window_ids, source.preds + 1.0, source.meta).save(file_a)
     with pytest.raises(DataError, match="teacher"):

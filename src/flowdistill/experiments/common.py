@@ -208,6 +208,8 @@ class RunCache:
         self.cfg = cfg
         self.root = cfg.out / "runs"
         self._fingerprint: str | None = None
+        self._teacher: Any = None
+        self._probes: dict[float, list[float]] = {}
 
     def folder(self, key: RunKey) -> Path:
         return self.root / key.name / ratio_tag(key.ratio) / f"s{key.seed}"
@@ -277,23 +279,46 @@ class RunCache:
                 names.add(importlib.import_module(KD_BASELINES[m]).TEACHER_MODEL)
         return names
 
-    def _same_teacher(self, saved: dict[str, Any]) -> bool:
-        """Was a saved student run distilled from the teacher this configuration names?"""
+    def _same_teacher(self, saved: dict[str, Any], ratio: float) -> bool:
+        """Was a saved student run distilled from the teacher this configuration names? Compared
+        by its forecasts (exact fingerprint, else the per-region means the student saw), wherever
+        the file now lies; runs older than both, by the file's path."""
         c = self.cfg
         if c.teacher:
-            if saved.get("fingerprint"):  # the forecasts themselves, wherever the file now lies
-                return saved["fingerprint"] == self.teacher_fingerprint()
+            if saved.get("fingerprint") and saved["fingerprint"] == self.teacher_fingerprint():
+                return True
+            if saved.get("probe") is not None:
+                return bool(np.allclose(saved["probe"], self.teacher_probe(ratio), rtol=1e-4,
+                                        atol=1e-3))
+            if saved.get("fingerprint"):
+                return False
             return Path(saved.get("file", "")).resolve() == Path(c.teacher).resolve()
         parts = Path(saved.get("file", "")).parts  # …/teachers/<model>/r<ratio>/s<seed>/…
         return saved.get("model") == c.teacher_model and "teachers" in parts
 
+    def _teacher_file(self) -> Any:
+        if self._teacher is None:
+            from flowdistill.teacher.file import TeacherPredictions
+
+            self._teacher = TeacherPredictions.load(str(self.cfg.teacher))
+        return self._teacher
+
     def teacher_fingerprint(self) -> str:
         """:meth:`TeacherPredictions.fingerprint` of ``cfg.teacher`` (read once)."""
         if self._fingerprint is None:
-            from flowdistill.teacher.file import TeacherPredictions
-
-            self._fingerprint = TeacherPredictions.load(str(self.cfg.teacher)).fingerprint()
+            self._fingerprint = self._teacher_file().fingerprint()
         return self._fingerprint
+
+    def teacher_probe(self, ratio: float) -> list[float]:
+        """:func:`~flowdistill.experiments.runs.teacher_probe` of ``cfg.teacher`` at a ratio."""
+        if ratio not in self._probes:
+            from flowdistill.data.windows import WindowConfig, Windows
+            from flowdistill.experiments.runs import cached_dataset, teacher_probe
+
+            windows = Windows(cached_dataset(self.spec(RunKey("flowdistill", ratio, 0))),
+                              WindowConfig(train_ratio=ratio))
+            self._probes[ratio] = teacher_probe(self._teacher_file(), windows)
+        return self._probes[ratio]
 
     def done(self, key: RunKey) -> bool:
         return self.finished(key) is not None
@@ -313,7 +338,8 @@ class RunCache:
             result = json.loads(path.read_text())
             diff = spec_differences(result.get("config", {}).get("run", {}),
                                     self.spec(key).to_dict())
-            if key.model == "flowdistill" and not self._same_teacher(result.get("teacher") or {}):
+            if key.model == "flowdistill" and not self._same_teacher(result.get("teacher") or {},
+                                                                 key.ratio):
                 diff.append("teacher")
             if key.model != "flowdistill" and not same_architecture(result, key.model,
                                                                     self.spec(key).model_options):

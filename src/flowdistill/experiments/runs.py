@@ -107,6 +107,17 @@ def neighbours_for(ds: FlowDataset, k: int) -> np.ndarray:
     return nearest_regions(ds.adjacency, k, ds.centroids, volume)
 
 
+def teacher_probe(teacher: TeacherPredictions, windows: Windows) -> list[float]:
+    """The teacher's mean forecast per region and channel over the student's training windows.
+
+    Kept beside the exact fingerprint: the same teacher forecast again on another CPU can differ
+    in the last bits (another vector unit), which changes the fingerprint but not these means
+    beyond 1e-4, while another teacher (another seed, recipe or data) moves them far more."""
+    ids = windows.ids("train")
+    preds = teacher.aligned(windows, splits=("train",)).get(ids)
+    return [round(float(v), 6) for v in preds.mean(axis=(0, 1), dtype=np.float64).ravel()]
+
+
 def _teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold) -> dict[str, Any]:
     ids = windows.ids("test")
     if not np.isin(ids, teacher.window_ids).all():
@@ -162,7 +173,8 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
             teacher = TeacherPredictions.load(spec.teacher)
             extras = {"teacher": teacher.aligned(windows, splits=("train",))}
             teacher_info = {"file": str(spec.teacher), "model": teacher.model,
-                            "fingerprint": teacher.fingerprint(), **{
+                            "fingerprint": teacher.fingerprint(),
+                            "probe": teacher_probe(teacher, windows), **{
                 k: teacher.meta.get(k) for k in ("train_ratio", "backbone", "layers",
                                                  "prompt_layout", "trained_on")
                 if k in teacher.meta
