@@ -38,7 +38,9 @@ for S in $SEEDS; do
   F=$OUT/$DATASET-s$S-all.npz
   if [[ ! -f $F ]]; then
     echo "+ forecast every window with $W" >&2
-    $RUN flowdistill teacher predict --model "$W" --splits all --out "$F" --threads 1 --resume
+    # the kept teacher.json names the data folder it was tuned from; FLOWDISTILL_DATA_DIR wins
+    $RUN flowdistill teacher predict --model "$W" --splits all --out "$F" --threads 1 --resume \
+      ${FLOWDISTILL_DATA_DIR:+--data-dir "$FLOWDISTILL_DATA_DIR"}
   fi
   files+=("$F")
 done
