@@ -220,12 +220,14 @@ def progress_section(run_dirs: list[Path]) -> str:
             planned = len(DEFAULT_MODELS) * len(PLANNED_RATIOS) * 3
             done = sum(len(v) for (n, r), v in cells.items()
                        if n in DEFAULT_MODELS and r in PLANNED_RATIOS)
-            teachers = sorted({f"{c['teacher'].get('model')} (fingerprint "
+            teachers = sorted({f"{c['teacher'].get('model')} (trained on "
+                               f"{c['teacher'].get('trained_on', 'unknown data')}; fingerprint "
                                f"{c['teacher'].get('fingerprint', '?')}, its test MAE "
                                f"{c['teacher'].get('test', {}).get('mae', float('nan')):.3f})"
                                for v in cells.values() for c in v
                                if c.get("model") == "flowdistill" and c.get("teacher")})
             revs = sorted({str(c.get("git")) for v in cells.values() for c in v})
+            machines = sorted({str(c.get("machine")) for v in cells.values() for c in v})
             parts.append(
                 f"### Ratio sweep so far — {folder.name}\n\n"
                 f"Source: `{folder / 'cells'}` ({done} of the {planned} cells of the ratio sweep: "
@@ -234,7 +236,10 @@ def progress_section(run_dirs: list[Path]) -> str:
                 "MAE, mean ± std over the seeds listed in brackets; every cell ran to early "
                 "stopping at the full protocol (up to 100 epochs, patience 15).\n\n"
                 + (f"- FlowDistill's teacher: {'; '.join(teachers)}\n" if teachers else "")
-                + f"- git revisions of the cells: {', '.join(revs)}\n\n"
+                + f"- git revisions of the cells: {', '.join(revs)}; machines: "
+                f"{'; '.join(machines)}\n"
+                f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
+                "\n\n"
                 + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows))
     if not parts:
         return ""
