@@ -524,6 +524,15 @@ def test_mean_of_llm_seeds_stays_an_llm_teacher(windows, tmp_path):
     assert desc["kind"] == "llm"
     assert "mean of 3 fine-tunes (seeds(0,1,2))" in desc["description"]
     assert "taxi before validation + bike" in desc["description"]
+    # a member forecast by an older version (no "trained_on") does not break the name
+    older = TeacherPredictions(seeds[0].window_ids, seeds[0].preds,
+                               {k: v for k, v in seeds[0].meta.items() if k != "trained_on"})
+    again = TeacherPredictions.mean_of([older, *seeds[1:]])
+    assert again.model == "llm-teacher-seeds(0,1,2)"
+    assert again.meta["trained_on"] == info["trained_on"]
+    other_data = TeacherPredictions(seeds[1].window_ids, seeds[1].preds,
+                                    {**seeds[1].meta, "trained_on": "bike only"})
+    assert TeacherPredictions.mean_of([seeds[0], other_data]).model.startswith("ensemble(")
     # a baseline among the members: an ensemble, not an LLM teacher
     other = TeacherPredictions.create(windows, ids, truth, model="stid", **info)
     assert TeacherPredictions.mean_of([seeds[0], other]).model == "ensemble(llm-teacher+stid)"

@@ -152,13 +152,15 @@ class TeacherPredictions:
         info: dict[str, Any] = {
             "model": "ensemble(" + "+".join(f.model for f in files) + ")", "members": members,
             "trained_on": "; ".join(f"{m['model']}: {m['trained_on']}" for m in members)}
-        same_llm = all(f.model == "llm-teacher" for f in files) and all(
+        # files forecast by older versions carry no "trained_on": only those that do must agree
+        trained = {f.meta["trained_on"] for f in files if f.meta.get("trained_on")}
+        same_llm = all(f.model == "llm-teacher" for f in files) and len(trained) <= 1 and all(
             f.meta.get(k) == files[0].meta.get(k)
-            for f in files for k in ("backbone", "layers", "prompt_layout", "trained_on"))
+            for f in files for k in ("backbone", "layers", "prompt_layout"))
         if same_llm:  # fine-tunes of one LLM teacher recipe: still only LLM forecasts
             seeds = ",".join(str(m.get("seed", "?")) for m in members)
             info.update({"model": f"llm-teacher-seeds({seeds})",
-                         "trained_on": files[0].meta.get("trained_on", ""),
+                         "trained_on": next(iter(trained), ""),
                          **{k: files[0].meta.get(k) for k in ("backbone", "layers",
                                                               "prompt_layout")}})
         return cls(ids, preds.astype(np.float32), {**base, **info, **meta})
