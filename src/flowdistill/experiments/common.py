@@ -8,6 +8,7 @@ A finished run made with other settings is refused rather than silently mixed in
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import json
@@ -23,7 +24,7 @@ import numpy as np
 
 from flowdistill.data.dataset import atomic_write_text
 from flowdistill.data.errors import DataError
-from flowdistill.engine.trainer import TrainConfig
+from flowdistill.engine.trainer import TrainConfig, write_json
 from flowdistill.experiments.runs import KD_BASELINES, RunSpec, provenance, run
 from flowdistill.losses.distill import DistillConfig
 
@@ -49,6 +50,12 @@ FULL = Preset("full", (0, 1, 2), ALL_RATIOS, 100, 15)
 # Sized so that all six experiments with every baseline fit in about 1.5 h on 2 CPU cores
 # (docs/experiments.md has the arithmetic): short epochs of 8 batches of 80 windows.
 QUICK = Preset("quick", (0,), (0.1, 0.4, 0.7), 6, 3, batches_per_epoch=8, val_batches=2)
+
+
+def is_full_protocol(epochs: int, patience: int, train_batches: int, val_batches: int) -> bool:
+    """The paper's training settings: FULL's epochs and patience, every window (0: no limit)."""
+    return (epochs >= FULL.epochs and patience >= FULL.patience and not train_batches
+            and not val_batches)
 
 
 @dataclass
@@ -161,9 +168,8 @@ class BenchConfig:
         Seeds and ratios are coverage, not protocol: they are stated beside every table."""
         if self.quick:
             return "quick"
-        same = (self.epochs >= FULL.epochs and self.patience >= FULL.patience
-                and self.batches_per_epoch == 0 and self.val_batches == 0)
-        return "full" if same else "custom"
+        return "full" if is_full_protocol(self.epochs, self.patience, self.batches_per_epoch,
+                                          self.val_batches) else "custom"
 
     def teacher_label(self) -> str:
         if self.teacher:
@@ -207,8 +213,6 @@ class RunCache:
     def __init__(self, cfg: BenchConfig) -> None:
         self.cfg = cfg
         self.root = cfg.out / "runs"
-        self._fingerprint: str | None = None
-        self._teacher: Any = None
         self._probes: dict[float, list[float]] = {}
 
     def folder(self, key: RunKey) -> Path:
@@ -233,7 +237,7 @@ class RunCache:
         kept = self.stored(key)
         if kept is not None and not kept.exists():
             kept.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(kept, json.dumps(result, indent=1, default=str) + "\n")
+            write_json(kept, result)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(max_epochs=self.cfg.epochs, patience=self.cfg.patience,
@@ -285,7 +289,7 @@ class RunCache:
         the file now lies; runs older than both, by the file's path."""
         c = self.cfg
         if c.teacher:
-            if saved.get("fingerprint") and saved["fingerprint"] == self.teacher_fingerprint():
+            if saved.get("fingerprint") and saved["fingerprint"] == self._teacher_fingerprint:
                 return True
             if saved.get("probe") is not None:
                 return bool(np.allclose(saved["probe"], self.teacher_probe(ratio), rtol=1e-4,
@@ -296,18 +300,16 @@ class RunCache:
         parts = Path(saved.get("file", "")).parts  # …/teachers/<model>/r<ratio>/s<seed>/…
         return saved.get("model") == c.teacher_model and "teachers" in parts
 
+    @functools.cached_property
     def _teacher_file(self) -> Any:
-        if self._teacher is None:
-            from flowdistill.teacher.file import TeacherPredictions
+        from flowdistill.teacher.file import TeacherPredictions
 
-            self._teacher = TeacherPredictions.load(str(self.cfg.teacher))
-        return self._teacher
+        return TeacherPredictions.load(str(self.cfg.teacher))
 
-    def teacher_fingerprint(self) -> str:
+    @functools.cached_property
+    def _teacher_fingerprint(self) -> str:
         """:meth:`TeacherPredictions.fingerprint` of ``cfg.teacher`` (read once)."""
-        if self._fingerprint is None:
-            self._fingerprint = self._teacher_file().fingerprint()
-        return self._fingerprint
+        return self._teacher_file.fingerprint()
 
     def teacher_probe(self, ratio: float) -> list[float]:
         """:func:`~flowdistill.experiments.runs.teacher_probe` of ``cfg.teacher`` at a ratio."""
@@ -317,7 +319,7 @@ class RunCache:
 
             windows = Windows(cached_dataset(self.spec(RunKey("flowdistill", ratio, 0))),
                               WindowConfig(train_ratio=ratio))
-            self._probes[ratio] = teacher_probe(self._teacher_file(), windows)
+            self._probes[ratio] = teacher_probe(self._teacher_file, windows)
         return self._probes[ratio]
 
     def done(self, key: RunKey) -> bool:

@@ -172,11 +172,11 @@ PLANNED_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.7)  # the issue's full sweep (scripts/fu
 
 def _full_cell(cell: dict[str, Any]) -> bool:
     """A kept run trained at the paper's protocol (FULL's epochs and patience, every window)."""
-    from flowdistill.experiments.common import FULL
+    from flowdistill.experiments.common import is_full_protocol
 
     t = cell.get("config", {}).get("run", {}).get("train", {})
-    return (t.get("max_epochs", 0) >= FULL.epochs and t.get("patience", 0) >= FULL.patience
-            and not t.get("limit_train_batches") and not t.get("limit_val_batches"))
+    return is_full_protocol(t.get("max_epochs", 0), t.get("patience", 0),
+                            t.get("limit_train_batches", 0), t.get("limit_val_batches", 0))
 
 
 def kept_cells(folder: Path) -> dict[tuple[str, float], list[dict[str, Any]]]:
