@@ -86,8 +86,9 @@ def tiny_decoder(tokenizer, seed: int = 0) -> LlamaModel:
     return LlamaModel(cfg)
 
 
-def tiny_teacher(windows, tokenizer, layout: str = "city", seed: int = 0):
-    cfg = TeacherConfig(layout=layout, lora_r=4, lora_alpha=8, head_hidden=32, encoder_hidden=8)
+def tiny_teacher(windows, tokenizer, layout: str = "city", seed: int = 0, level: str = "none"):
+    cfg = TeacherConfig(layout=layout, lora_r=4, lora_alpha=8, head_hidden=32, encoder_hidden=8,
+                        level=level)
     return teacher_for(windows, cfg, seed, decoder=tiny_decoder(tokenizer, seed), tokenizer=tokenizer)
 
 
@@ -381,6 +382,39 @@ def test_cli_import_npz_and_bad_input(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "teacher", "predict", "--model",
                            str(tmp_path), "--out", str(tmp_path / "new.npz"))
     assert code == 2 and "not a teacher model folder" in err
+
+
+def test_window_mean_level_moves_the_forecast_with_the_input(windows, tokenizer):
+    """level=window-mean: a constant added to a region's history moves its forecast by exactly that."""
+    model = tiny_teacher(windows, tokenizer, level="window-mean").eval()
+    b = batch(windows, n=3)
+    shift = torch.zeros(1, 1, REGIONS, 2)
+    shift[0, 0, 1, 0], shift[0, 0, 2, 1] = 1.5, -0.75
+    with torch.no_grad():
+        y = model(b["x"], b["tod"], b["dow"], index=b["index"])
+        moved = model(b["x"] + shift, b["tod"], b["dow"], index=b["index"])
+    torch.testing.assert_close(moved, y + shift, atol=1e-5, rtol=1e-5)
+    plain = tiny_teacher(windows, tokenizer).eval()
+    with torch.no_grad():  # without the anchor the forecast does not follow the shift
+        gap = plain(b["x"] + shift, b["tod"], b["dow"], index=b["index"])
+        gap = gap - plain(b["x"], b["tod"], b["dow"], index=b["index"])
+    assert not torch.allclose(gap, shift.expand_as(gap), atol=1e-3)
+
+
+def test_linear_level_starts_as_the_plain_teacher_and_trains(windows, tokenizer):
+    b = batch(windows, n=2)
+    args = (b["x"], b["tod"], b["dow"])
+    plain = tiny_teacher(windows, tokenizer).eval()
+    linear = tiny_teacher(windows, tokenizer, level="linear").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(linear(*args, index=b["index"]), plain(*args, index=b["index"]))
+    linear.train()
+    linear(*args, index=b["index"]).abs().mean().backward()
+    assert linear.level_skip.weight.grad is not None
+    assert float(linear.level_skip.weight.grad.abs().sum()) > 0
+    assert "level_skip.weight" in linear.trainable_state()
+    with pytest.raises(ValueError, match="level"):
+        TeacherConfig(level="median")
 
 
 def test_cached_prefix_gives_the_same_forecast(windows, tokenizer):

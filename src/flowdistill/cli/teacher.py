@@ -115,6 +115,9 @@ def train(
     cache_prefix: Annotated[
         bool, typer.Option("--cache-prefix/--no-cache-prefix", help="Reuse the constant prefix's K/V.")
     ] = True,
+    level: Annotated[
+        str, typer.Option("--level", help="Anchor to the window's level: none, window-mean, linear.")
+    ] = "none",
     device: DeviceOpt = "cpu",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or bfloat16 (GPU).")] = "float32",
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -137,7 +140,8 @@ def train(
     spec = DataSpec(dataset, str(data_dir) if data_dir else None, start, end, train_ratio,
                     pool=pool, extra=tuple(extra or ()))
     cfg = TeacherConfig(backbone=backbone, layers=layers, layout=layout, dtype=dtype, lora_r=lora_r,
-                        pre_query=pre_query, head_his=head_his, cache_prefix=cache_prefix)
+                        pre_query=pre_query, head_his=head_his, cache_prefix=cache_prefix,
+                        level=level)
     tcfg = train_config(steps, val_every, batch_size, lr, val_batches, seed=seed, device=device,
                         grad_accumulation=grad_accumulation)
     tcfg.validate()

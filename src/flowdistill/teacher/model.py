@@ -31,6 +31,8 @@ from flowdistill.teacher.prompts import LAYOUTS, PromptFacts, city_body, city_pr
 
 PRE_QUERIES = ("shared", "region", "region+his")
 HEAD_HIS = ("detached", "attached", "none")
+# How the forecast is anchored to the window's own level (see TeacherConfig.level).
+LEVELS = ("none", "window-mean", "linear")
 
 
 @dataclass
@@ -58,6 +60,11 @@ class TeacherConfig:
     head_his: str = "detached"
     # Compute the constant instruction prefix once per batch and reuse its keys/values (city layout).
     cache_prefix: bool = True
+    # Anchor to the window's own level: "none" (UrbanGPT: the head's output is the forecast),
+    # "window-mean" (each region's input mean per channel is taken off before the encoder and added
+    # back to the forecast, so a quieter season moves the forecast with it), "linear" (a linear map
+    # of the region's own input steps is added to the head's output; zero at the start).
+    level: str = "none"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -66,6 +73,8 @@ class TeacherConfig:
             raise ValueError(f"unknown pre_query {self.pre_query!r}; choose from {PRE_QUERIES}")
         if self.head_his not in HEAD_HIS:
             raise ValueError(f"unknown head_his {self.head_his!r}; choose from {HEAD_HIS}")
+        if self.level not in LEVELS:
+            raise ValueError(f"unknown level {self.level!r}; choose from {LEVELS}")
         self.lora_targets = tuple(self.lora_targets)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +149,11 @@ class STLLMTeacher(nn.Module):
         self.head_his = nn.Linear(d, h) if cfg.head_his != "none" else None
         self.head_pre = nn.Linear(d, h)
         self.head_out = nn.Linear((1 if cfg.head_his == "none" else 2) * h, out)
+        self.level_skip = None
+        if cfg.level == "linear":
+            self.level_skip = nn.Linear(facts.input_len * num_channels, out)
+            nn.init.zeros_(self.level_skip.weight)
+            nn.init.zeros_(self.level_skip.bias)
         self._prefix_cache: Any = None
 
     # ------------------------------------------------------------------ prompts
@@ -234,6 +248,10 @@ class STLLMTeacher(nn.Module):
             raise DataError("teacher", "the LLM teacher needs window ids (index) to write prompts")
         if n != self.num_regions:
             raise DataError("teacher", f"built for {self.num_regions} regions, got {n}")
+        level = None
+        if self.cfg.level == "window-mean":
+            level = x.mean(dim=1, keepdim=True)  # (B, 1, N, C)
+            x = x - level
         st = self.encoder(x, tod, dow)  # (B, N, d)
         if self.source_embed is not None:
             src = torch.searchsorted(self._seg_offsets, index.cpu(), right=True) - 1
@@ -261,8 +279,13 @@ class STLLMTeacher(nn.Module):
             h_his = hidden[ids == self.his_id]
             h_his = h_his.detach() if self.cfg.head_his == "detached" else h_his
             parts.insert(0, F.relu(self.head_his(h_his)))
-        y = self.head_out(torch.cat(parts, -1)).reshape(b, n, self.output_len, self.num_channels)
-        return y.permute(0, 2, 1, 3).contiguous()
+        y = self.head_out(torch.cat(parts, -1))
+        if self.level_skip is not None:
+            y = y + self.level_skip(x.permute(0, 2, 1, 3).reshape(b * n, -1))
+        y = y.reshape(b, n, self.output_len, self.num_channels).permute(0, 2, 1, 3)
+        if level is not None:
+            y = y + level
+        return y.contiguous()
 
     # ------------------------------------------------------------------ weights
     def trainable_state(self) -> dict[str, torch.Tensor]:
