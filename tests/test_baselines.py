@@ -118,6 +118,17 @@ def test_wrong_input_shape_is_refused(name: str, ctx: ModelContext) -> None:
         model(x, tod, tod)
 
 
+def test_stwa_proxy_query_is_the_proxy_through_the_generated_projection() -> None:
+    from flowdistill.models.stwa import _WindowAttentionLayer
+
+    torch.manual_seed(0)
+    layer = _WindowAttentionLayer(d=8, z=4, heads=2, window=3, dropout=0.0)
+    z = torch.randn(2, 5, 4)
+    w_q = layer.gen_q(z).view(2, 5, 8, 8)  # the d×d projection of each (window, region)
+    expected = torch.einsum("d,bnde->bne", layer.proxy, w_q)
+    torch.testing.assert_close(layer.proxy_query(z), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_easyst_exposes_kl_in_training_only(ctx: ModelContext, batch: dict) -> None:
     torch.manual_seed(0)
     model = build_model("easyst", ctx).train()
