@@ -239,6 +239,25 @@ def test_engine_trains_teacher_and_predict_file_roundtrips(windows, tokenizer, t
     back.check_matches(windows)
 
 
+def test_train_config_learning_rate_decay():
+    const = train_config(steps=2600, val_every=200)
+    assert const.max_epochs == 13 and const.lr_decay == 1.0
+    decayed = train_config(steps=2600, val_every=200, lr_decay=0.5, lr_decay_every=3)
+    assert (decayed.lr_decay, decayed.lr_decay_every) == (0.5, 3)
+    # the schedule the engine builds from it: halved after every 3 validation periods
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt, decayed.lr_decay_every, decayed.lr_decay)
+    rates = []
+    for _ in range(decayed.max_epochs):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[:3] == [2e-3] * 3 and rates[3] == 1e-3 and abs(rates[12] - 2e-3 / 16) < 1e-12
+    for bad in ({"lr_decay": 0.0}, {"lr_decay": 1.5}, {"lr_decay_every": -1}):
+        with pytest.raises(ValueError, match="lr-decay"):
+            train_config(steps=10, **bad)
+
+
 def test_predict_resumes_from_part_files(windows, tokenizer, tmp_path):
     model = tiny_teacher(windows, tokenizer)
     ids = windows.ids("test")[:6]

@@ -95,6 +95,12 @@ def train(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per step.")] = 8,
     grad_accumulation: Annotated[int, typer.Option("--grad-accumulation")] = 1,
     lr: Annotated[float, typer.Option("--lr")] = 2e-3,
+    lr_decay: Annotated[
+        float, typer.Option("--lr-decay", help="Multiply the learning rate by this (1 = constant)…")
+    ] = 1.0,
+    lr_decay_every: Annotated[
+        int, typer.Option("--lr-decay-every", help="…every this many validation periods (0 = never).")
+    ] = 0,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: no LoRA).")] = 8,
     pool: Annotated[
         str,
@@ -143,7 +149,8 @@ def train(
                         pre_query=pre_query, head_his=head_his, cache_prefix=cache_prefix,
                         level=level)
     tcfg = train_config(steps, val_every, batch_size, lr, val_batches, seed=seed, device=device,
-                        grad_accumulation=grad_accumulation)
+                        grad_accumulation=grad_accumulation, lr_decay=lr_decay,
+                        lr_decay_every=lr_decay_every)
     tcfg.validate()
     run_dir = prepare_run_dir(
         out_dir, {"teacher": cfg.to_dict(), "data": dict(vars(spec)), "train": tcfg.to_dict()},
