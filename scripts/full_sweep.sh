@@ -39,7 +39,7 @@ commands() {
     1) ratios ha,last-value,stid ;;
     2) ratios flowdistill ;;
     3) ratios bigst ;;
-    4) ratios astgcn,stmlp,easyst ;;   # ASTGCN first: it is the KD baselines' teacher
+    4) ratios astgcn,stmlp,easyst ;;   # per ratio and seed, ASTGCN (their teacher) runs first
     5) ratios stwa ;;
     6) ratios stsgcn ;;
     7)

@@ -16,7 +16,14 @@ import pytest
 
 from flowdistill.data.errors import DataError
 from flowdistill.experiments import paper, suite
-from flowdistill.experiments.common import BenchConfig, RunCache, RunKey, mean_std, spec_differences
+from flowdistill.experiments.common import (
+    BenchConfig,
+    RunCache,
+    RunKey,
+    mean_std,
+    run_all,
+    spec_differences,
+)
 from flowdistill.experiments.report import build_report
 
 START, END = "2019-01-01", "2019-02-28"
@@ -172,6 +179,31 @@ def test_teacher_file_is_compared_by_its_forecasts(bench, tmp_path):
     with pytest.raises(DataError, match="teacher"):
         RunCache(BenchConfig.make(**{**kw, "out": tmp_path / "one", "teacher": str(file_a)})).get(
             RunKey("flowdistill", 0.1, 0))
+
+
+def test_runs_go_ratio_by_ratio_with_each_teacher_before_its_students():
+    """A KD baseline's GNN teacher runs just before the runs that read its file, cell by cell, so a
+    sweep cut between sessions never has to train a teacher whose own cell is already kept."""
+    order: list[tuple[str, float, int]] = []
+
+    class Cache:
+        cfg = type("Cfg", (), {"progress": False})()
+
+        def _shared_teachers(self) -> set[str]:
+            return {"astgcn"}
+
+        def done(self, key: RunKey) -> bool:
+            return False
+
+        def get(self, key: RunKey) -> dict:
+            order.append((key.model, key.ratio, key.seed))
+            return {}
+
+    keys = [RunKey(m, r, s) for m in ("stmlp", "easyst", "astgcn") for r in (0.2, 0.1) for s in (1, 0)]
+    run_all(Cache(), keys, "test")  # type: ignore[arg-type]
+    assert order[:6] == [("astgcn", 0.1, 0), ("stmlp", 0.1, 0), ("easyst", 0.1, 0),
+                         ("astgcn", 0.1, 1), ("stmlp", 0.1, 1), ("easyst", 0.1, 1)]
+    assert [r for _, r, _ in order] == [0.1] * 6 + [0.2] * 6
 
 
 def test_hparams_one_at_a_time(bench):

@@ -406,10 +406,13 @@ def run_all(cache: RunCache, keys: Sequence[RunKey], title: str) -> dict[RunKey,
     from flowdistill.cli.common import console
 
     results: dict[RunKey, dict[str, Any]] = {}
-    # Teachers first: a baseline that is also the student's or a KD model's teacher then writes
-    # its teacher file during its own run instead of being trained twice.
+    # Ratio by ratio, seed by seed, and within each the teachers first: a baseline that is also
+    # the student's or a KD model's teacher writes its teacher file during its own run, and the
+    # runs that read it follow at once, so a sweep cut between sessions (its run folders gone, its
+    # kept cells left) never has to train that teacher again; the columns fill from 10 % up.
     shared = cache._shared_teachers()
-    keys = sorted(keys, key=lambda k: 0 if (k.model in shared and not k.variant) else 1)
+    keys = sorted(keys, key=lambda k: (k.ratio, k.seed, 0 if (k.model in shared and not k.variant)
+                                       else 1))
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("{task.fields[run]}"),
