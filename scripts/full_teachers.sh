@@ -3,6 +3,10 @@
 #
 #   bash scripts/full_teachers.sh DATASET [SEEDS]      # SEEDS default "0 1 2"
 #
+# FLOWDISTILL_TEACHER_RECIPE picks the recipe: "wide" (default; the one every kept cell so far
+# used) or "wide-decay" (the same with the learning rate halved every 600 steps; docs/teacher.md).
+# Another recipe keeps its weights and files under its own name (DATASET-RECIPE-…).
+#
 # Each seed is the headline's wide LLM teacher (SmolLM2, 1 block, LoRA; tuned on DATASET's slots
 # before validation + the other NYC dataset over the same days; `docs/teacher.md`). Its trained
 # tensors (teacher.json + teacher.pt, about 2 MB) are kept in assets/teachers/llm/DATASET-sSEED/ and
@@ -20,22 +24,29 @@ case "$DATASET" in
   nyc-bike-manhattan) EXTRA=nyc-taxi-manhattan ;;
   *) echo "no teacher recipe for $DATASET (nyc-taxi-manhattan or nyc-bike-manhattan)" >&2; exit 2 ;;
 esac
+RECIPE=${FLOWDISTILL_TEACHER_RECIPE:-wide}
+case "$RECIPE" in
+  wide) TAG=""; FLAGS=() ;;
+  wide-decay) TAG="-decay"; FLAGS=(--lr-decay 0.5 --lr-decay-every 3) ;;
+  *) echo "unknown teacher recipe $RECIPE (wide or wide-decay)" >&2; exit 2 ;;
+esac
 KEEP=${FLOWDISTILL_TEACHER_KEEP:-assets/teachers/llm}
 OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/teachers
 RUN=${RUN:-nice -n 10}
 mkdir -p "$OUT"
 files=()
 for S in $SEEDS; do
-  W=$KEEP/$DATASET-s$S
+  NAME=$DATASET$TAG-s$S
+  W=$KEEP/$NAME
   if [[ ! -f $W/teacher.pt ]]; then
-    echo "+ fine-tune $DATASET seed $S (no kept weights in $W)" >&2
+    echo "+ fine-tune $DATASET seed $S, recipe $RECIPE (no kept weights in $W)" >&2
     $RUN flowdistill teacher train --dataset "$DATASET" --extra "$EXTRA" --train-ratio 0.1 \
-      --out "$OUT/$DATASET-s$S" --layers 1 --pool val --steps 2600 --val-every 200 \
-      --val-batches 4 --batch-size 16 --lr 2e-3 --seed "$S" --threads 1 --resume
+      --out "$OUT/$NAME" --layers 1 --pool val --steps 2600 --val-every 200 \
+      --val-batches 4 --batch-size 16 --lr 2e-3 --seed "$S" --threads 1 --resume ${FLAGS[@]+"${FLAGS[@]}"}
     mkdir -p "$W"
-    cp "$OUT/$DATASET-s$S/teacher.json" "$OUT/$DATASET-s$S/teacher.pt" "$W/"
+    cp "$OUT/$NAME/teacher.json" "$OUT/$NAME/teacher.pt" "$W/"
   fi
-  F=$OUT/$DATASET-s$S-all.npz
+  F=$OUT/$NAME-all.npz
   if [[ ! -f $F ]]; then
     echo "+ forecast every window with $W" >&2
     # the kept teacher.json names the data folder it was tuned from; FLOWDISTILL_DATA_DIR wins
@@ -45,7 +56,7 @@ for S in $SEEDS; do
   files+=("$F")
 done
 if (( ${#files[@]} > 1 )); then
-  MEAN=$OUT/$DATASET-llm-mean.npz
+  MEAN=$OUT/$DATASET$TAG-llm-mean.npz
   [[ -f $MEAN ]] || flowdistill teacher ensemble "${files[@]}" --out "$MEAN"
   echo "$MEAN"
 else

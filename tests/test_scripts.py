@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -34,3 +35,7 @@ def test_unknown_part_and_dataset_are_refused():
     bad = subprocess.run(["bash", "scripts/full_teachers.sh", "chicago"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "no teacher recipe" in bad.stderr
+    bad = subprocess.run(["bash", "scripts/full_teachers.sh", "nyc-taxi-manhattan"], cwd=ROOT,
+                         capture_output=True, text=True,
+                         env={**os.environ, "FLOWDISTILL_TEACHER_RECIPE": "huge"})
+    assert bad.returncode == 2 and "unknown teacher recipe huge" in bad.stderr
