@@ -265,8 +265,12 @@ def test_report_from_folders(bench, tmp_path):
 def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
     base = json.loads((bench.out / "runs/ha/r0.1/s0/metrics.json").read_text())
 
-    def keep(name: str, seed: int, mae: float, epochs: int = 100) -> None:
+    def keep(name: str, seed: int, mae: float, epochs: int = 100, teacher: str = "") -> None:
         cell = json.loads(json.dumps(base))
+        if teacher:  # a distilled cell, with the teacher it recorded
+            cell["model"] = "flowdistill"
+            cell["teacher"] = {"model": "llm-teacher-seeds(0,1,2)", "trained_on": "taxi",
+                               "fingerprint": teacher, "test": {"mae": 11.0}}
         cell["config"]["run"].update(seed=seed, train_ratio=0.1)
         cell["config"]["run"]["train"].update(max_epochs=epochs, patience=15)
         cell["test"]["mae"] = mae
@@ -277,12 +281,18 @@ def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
     keep("ha", 0, 1.0)
     keep("ha", 1, 3.0)
     keep("stid", 0, 9.0, epochs=6)  # a shortened run: not a full-protocol cell
+    keep("flowdistill", 0, 4.0, teacher="new")
+    keep("flowdistill-constlr-teacher", 0, 5.0, teacher="old")  # kept from an earlier teacher
     shutil.copytree(bench.out, tmp_path / "results/bench", ignore=shutil.ignore_patterns("runs"))
     out = tmp_path / "results.md"
     build_report([tmp_path / "results"], out)
     text = out.read_text()
     progress = text[text.index("## Full sweeps in progress"):]
-    assert "2 of the 150 cells" in progress
+    assert "3 of the 150 cells" in progress  # the earlier teacher's row is not a planned cell
+    assert ("- teacher of flowdistill: llm-teacher-seeds(0,1,2) (trained on taxi; fingerprint new, "
+            "its test MAE 11.000)") in progress
+    assert "- teacher of flowdistill-constlr-teacher: llm-teacher-seeds(0,1,2) (trained on taxi; " \
+        "fingerprint old" in progress
     assert "| ha | 2.000 ± 1.414 (s0,1) | – | – | – | – |" in progress
     assert "stid" not in progress.split("### Ratio sweep so far — city")[1].split("##")[0]
     claims = text[text.index("## Claims at a glance"):text.index("## Full sweeps in progress")]

@@ -220,12 +220,18 @@ def progress_section(run_dirs: list[Path]) -> str:
             planned = len(DEFAULT_MODELS) * len(PLANNED_RATIOS) * 3
             done = sum(len(v) for (n, r), v in cells.items()
                        if n in DEFAULT_MODELS and r in PLANNED_RATIOS)
-            teachers = sorted({f"{c['teacher'].get('model')} (trained on "
-                               f"{c['teacher'].get('trained_on', 'unknown data')}; fingerprint "
-                               f"{c['teacher'].get('fingerprint', '?')}, its test MAE "
-                               f"{c['teacher'].get('test', {}).get('mae', float('nan')):.3f})"
-                               for v in cells.values() for c in v
-                               if c.get("model") == "flowdistill" and c.get("teacher")})
+            # The teacher of each distilled row (a row kept from an earlier teacher says whose).
+            teachers = [
+                f"{n}: " + "; ".join(sorted({
+                    f"{c['teacher'].get('model')} (trained on "
+                    f"{c['teacher'].get('trained_on', 'unknown data')}; fingerprint "
+                    f"{c['teacher'].get('fingerprint', '?')}, its test MAE "
+                    f"{c['teacher'].get('test', {}).get('mae', float('nan')):.3f})"
+                    for (m, _), v in cells.items() if m == n for c in v
+                    if c.get("model") == "flowdistill" and c.get("teacher")}))
+                for n in names
+                if any(c.get("model") == "flowdistill" and c.get("teacher")
+                       for (m, _), v in cells.items() if m == n for c in v)]
             revs = sorted({str(c.get("git")) for v in cells.values() for c in v})
             machines = sorted({str(c.get("machine")) for v in cells.values() for c in v})
             parts.append(
@@ -235,7 +241,7 @@ def progress_section(run_dirs: list[Path]) -> str:
                 f"{', '.join(f'{100 * r:g}' for r in PLANNED_RATIOS)} % × seeds 0, 1, 2). Test "
                 "MAE, mean ± std over the seeds listed in brackets; every cell ran to early "
                 "stopping at the full protocol (up to 100 epochs, patience 15).\n\n"
-                + (f"- FlowDistill's teacher: {'; '.join(teachers)}\n" if teachers else "")
+                + "".join(f"- teacher of {t}\n" for t in teachers)
                 + f"- git revisions of the cells: {', '.join(revs)}; machines: "
                 f"{'; '.join(machines)}\n"
                 f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
