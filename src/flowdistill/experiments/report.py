@@ -221,17 +221,16 @@ def progress_section(run_dirs: list[Path]) -> str:
             done = sum(len(v) for (n, r), v in cells.items()
                        if n in DEFAULT_MODELS and r in PLANNED_RATIOS)
             # The teacher of each distilled row (a row kept from an earlier teacher says whose).
-            teachers = [
-                f"{n}: " + "; ".join(sorted({
-                    f"{c['teacher'].get('model')} (trained on "
-                    f"{c['teacher'].get('trained_on', 'unknown data')}; fingerprint "
-                    f"{c['teacher'].get('fingerprint', '?')}, its test MAE "
-                    f"{c['teacher'].get('test', {}).get('mae', float('nan')):.3f})"
-                    for (m, _), v in cells.items() if m == n for c in v
-                    if c.get("model") == "flowdistill" and c.get("teacher")}))
-                for n in names
-                if any(c.get("model") == "flowdistill" and c.get("teacher")
-                       for (m, _), v in cells.items() if m == n for c in v)]
+            by_row: dict[str, set[str]] = {}
+            for (n, _), v in cells.items():
+                for c in v:
+                    if c.get("model") == "flowdistill" and c.get("teacher"):
+                        t = c["teacher"]
+                        by_row.setdefault(n, set()).add(
+                            f"{t.get('model')} (trained on {t.get('trained_on', 'unknown data')}; "
+                            f"fingerprint {t.get('fingerprint', '?')}, its test MAE "
+                            f"{t.get('test', {}).get('mae', float('nan')):.3f})")
+            teachers = [f"{n}: " + "; ".join(sorted(by_row[n])) for n in names if n in by_row]
             revs = sorted({str(c.get("git")) for v in cells.values() for c in v})
             machines = sorted({str(c.get("machine")) for v in cells.values() for c in v})
             parts.append(
