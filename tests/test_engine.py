@@ -127,3 +127,22 @@ def test_two_process_ddp_training_through_torchrun(tmp_path):
     assert metrics["world_size"] == 2
     assert metrics["fit"]["epochs_run"] == 2
     assert proc.stdout.count("test windows") == 1  # one report, from rank 0
+
+
+def test_resume_accepts_the_same_teacher_file_named_another_way(tmp_path, monkeypatch):
+    """A run started with a relative --teacher path resumes with its absolute path (same file),
+    but another file is still refused."""
+    from flowdistill.data.errors import DataError
+    from flowdistill.engine.outputs import CHECKPOINT_DIR, LAST, prepare_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.npz").write_bytes(b"x")
+    (tmp_path / "u.npz").write_bytes(b"y")
+    out = tmp_path / "run"
+    cfg = {"teacher": "t.npz", "train": {"max_epochs": 3, "lr": 0.01}}
+    prepare_run_dir(out, cfg)
+    torch.save({"epoch": 0, "config": cfg["train"]}, out / CHECKPOINT_DIR / LAST)
+    info = prepare_run_dir(out, {**cfg, "teacher": str(tmp_path / "t.npz")}, resume=True)
+    assert info.resume_epoch == 1
+    with pytest.raises(DataError, match="teacher: saved 't.npz'"):
+        prepare_run_dir(out, {**cfg, "teacher": str(tmp_path / "u.npz")}, resume=True)

@@ -35,6 +35,9 @@ IGNORED_KEYS = frozenset({"progress", "device", "resume", "force", "threads", "q
 # May grow on resume: epochs are seeded by (seed, epoch), so training further from a checkpoint
 # gives the same weights as a run started with the larger budget.
 EXTENDABLE = "max_epochs"
+# Settings that name a file or folder: the same place written another way (relative or absolute,
+# through a link) is the same setting.
+PATH_KEYS = frozenset({"teacher", "data_dir", "save_teacher"})
 
 
 class OutputError(DataError):
@@ -93,9 +96,17 @@ def config_differences(
     for key in sorted(set(a) | set(b)):
         if key.rsplit(".", 1)[-1] in skip:
             continue
-        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+        if a.get(key, "<absent>") != b.get(key, "<absent>") and not _same_place(key, a, b):
             diffs.append(f"{key}: saved {a.get(key, '<absent>')!r}, now {b.get(key, '<absent>')!r}")
     return diffs
+
+
+def _same_place(key: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether ``key`` names a path both sides write differently but that resolves to one place."""
+    x, y = a.get(key), b.get(key)
+    if key.rsplit(".", 1)[-1] not in PATH_KEYS or not isinstance(x, str) or not isinstance(y, str):
+        return False
+    return os.path.realpath(x) == os.path.realpath(y)
 
 
 def check_writable(folder: Path, what: str) -> None:
