@@ -4,8 +4,11 @@
 #   bash scripts/full_teachers.sh DATASET [SEEDS]      # SEEDS default "0 1 2"
 #
 # FLOWDISTILL_TEACHER_RECIPE picks the recipe: "wide" (default; the one every kept cell so far
-# used) or "wide-decay" (the same with the learning rate halved every 600 steps; docs/teacher.md).
-# Another recipe keeps its weights and files under its own name (DATASET-RECIPE-…).
+# used), "wide-decay" (the same with the learning rate halved every 600 steps; docs/teacher.md) or
+# "strict-decay" (wide-decay, but tuned on the student's own 10 % of DATASET's slots, each window
+# drawn 8 times, + the other NYC dataset before validation: the strict variant, a teacher that saw
+# no target slot the 10 % student did not). Another recipe keeps its weights and files under its
+# own name (DATASET-RECIPE-…).
 #
 # Each seed is the headline's wide LLM teacher (SmolLM2, 1 block, LoRA; tuned on DATASET's slots
 # before validation + the other NYC dataset over the same days; `docs/teacher.md`). Its trained
@@ -26,9 +29,11 @@ case "$DATASET" in
 esac
 RECIPE=${FLOWDISTILL_TEACHER_RECIPE:-wide}
 case "$RECIPE" in
-  wide) TAG=""; FLAGS=() ;;
-  wide-decay) TAG="-decay"; FLAGS=(--lr-decay 0.5 --lr-decay-every 3) ;;
-  *) echo "unknown teacher recipe $RECIPE (wide or wide-decay)" >&2; exit 2 ;;
+  wide) TAG=""; POOL=val; FLAGS=() ;;
+  wide-decay) TAG="-decay"; POOL=val; FLAGS=(--lr-decay 0.5 --lr-decay-every 3) ;;
+  strict-decay) TAG="-strict-decay"; POOL=train
+    FLAGS=(--lr-decay 0.5 --lr-decay-every 3 --target-repeat 8) ;;
+  *) echo "unknown teacher recipe $RECIPE (wide, wide-decay or strict-decay)" >&2; exit 2 ;;
 esac
 KEEP=${FLOWDISTILL_TEACHER_KEEP:-assets/teachers/llm}
 OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/teachers
@@ -41,7 +46,7 @@ for S in $SEEDS; do
   if [[ ! -f $W/teacher.pt ]]; then
     echo "+ fine-tune $DATASET seed $S, recipe $RECIPE (no kept weights in $W)" >&2
     $RUN flowdistill teacher train --dataset "$DATASET" --extra "$EXTRA" --train-ratio 0.1 \
-      --out "$OUT/$NAME" --layers 1 --pool val --steps 2600 --val-every 200 \
+      --out "$OUT/$NAME" --layers 1 --pool "$POOL" --steps 2600 --val-every 200 \
       --val-batches 4 --batch-size 16 --lr 2e-3 --seed "$S" --threads 1 --resume ${FLAGS[@]+"${FLAGS[@]}"}
     mkdir -p "$W"
     cp "$OUT/$NAME/teacher.json" "$OUT/$NAME/teacher.pt" "$W/"

@@ -39,3 +39,17 @@ def test_unknown_part_and_dataset_are_refused():
                          capture_output=True, text=True,
                          env={**os.environ, "FLOWDISTILL_TEACHER_RECIPE": "huge"})
     assert bad.returncode == 2 and "unknown teacher recipe huge" in bad.stderr
+
+
+def test_strict_teacher_recipe_tunes_on_the_students_slots_only(tmp_path):
+    """The strict recipe's fine-tune: the student's own target slots (drawn 8 times), decayed rate,
+    its own file names (RUN=echo prints the command instead of running it)."""
+    env = {**os.environ, "FLOWDISTILL_TEACHER_RECIPE": "strict-decay", "RUN": "echo",
+           "FLOWDISTILL_TEACHER_KEEP": str(tmp_path / "keep"),
+           "FLOWDISTILL_SWEEP_DIR": str(tmp_path / "runs")}
+    out = subprocess.run(["bash", "scripts/full_teachers.sh", "nyc-taxi-manhattan", "0"], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
+    line = next(x for x in out.stdout.splitlines() if "teacher train" in x)
+    assert "--pool train" in line and "--target-repeat 8" in line and "--lr-decay 0.5" in line
+    assert "--extra nyc-bike-manhattan" in line
+    assert "nyc-taxi-manhattan-strict-decay-s0" in line

@@ -497,6 +497,35 @@ def test_teacher_windows_join_sources_without_crossing(tokenizer):
     assert float(loss) == pytest.approx(float(wide.scaler.std.mean()), rel=0.05)
 
 
+def test_target_repeat_raises_the_targets_share_of_the_draws():
+    """--target-repeat K: each target training window K times in the pool, the other source's once;
+    val/test, the per-window source rows and the window counts are unchanged."""
+    from flowdistill.teacher.sources import TeacherWindows
+    from flowdistill.teacher.train import DataSpec
+
+    target, other = small_dataset(days=20), small_dataset(days=20, seed=1)
+    cfg = WindowConfig(train_ratio=0.2, val_ratio=0.2, test_ratio=0.2)
+    once = TeacherWindows(target, cfg, pool="train", extra=[other])
+    thrice = TeacherWindows(target, cfg, pool="train", extra=[other], target_repeat=3)
+    own = Windows(target, cfg).ids("train")
+    ids = thrice.ids("train")
+    src = thrice.source_of(ids)
+    assert np.array_equal(np.sort(ids[src == 0]), np.sort(np.repeat(own, 3)))
+    assert np.array_equal(ids[src == 1], once.ids("train")[once.source_of(once.ids("train")) == 1])
+    assert np.array_equal(thrice.ids("test"), once.ids("test"))
+    assert thrice.describe()["teacher_data"]["train_windows_per_source"] == \
+        once.describe()["teacher_data"]["train_windows_per_source"]
+    extra = thrice.source_extra()["source"]
+    batch = thrice.torch_dataset("train", thrice.source_extra()).get_batch(ids[:5])
+    assert batch["x"].shape[0] == 5 and extra.covers(ids)
+    with pytest.raises(DataError, match="target_repeat"):
+        TeacherWindows(target, cfg, extra=[other], target_repeat=0)
+    with pytest.raises(DataError, match="needs --extra"):
+        DataSpec(target_repeat=2)
+    assert "target_repeat" not in DataSpec().settings()  # runs saved before the option resume
+    assert "×4" in DataSpec(extra=("b",), target_repeat=4).describe()
+
+
 def test_prompts_name_each_source_and_its_own_dates():
     from flowdistill.teacher.prompts import city_prompt, locate
     from flowdistill.teacher.sources import Segment

@@ -112,6 +112,11 @@ def train(
         typer.Option("--extra", help="Another dataset on the same regions to tune on, e.g. "
                      "nyc-bike-manhattan (its slots before validation; repeatable)."),
     ] = None,
+    target_repeat: Annotated[
+        int,
+        typer.Option("--target-repeat", min=1, help="Draw each target training window this many "
+                     "times (with --extra: the strict teacher's target is otherwise a small share)."),
+    ] = 1,
     pre_query: Annotated[
         str, typer.Option("--pre-query", help="<ST_PRE> input: shared, region or region+his.")
     ] = "region+his",
@@ -144,7 +149,7 @@ def train(
     )
 
     spec = DataSpec(dataset, str(data_dir) if data_dir else None, start, end, train_ratio,
-                    pool=pool, extra=tuple(extra or ()))
+                    pool=pool, extra=tuple(extra or ()), target_repeat=target_repeat)
     cfg = TeacherConfig(backbone=backbone, layers=layers, layout=layout, dtype=dtype, lora_r=lora_r,
                         pre_query=pre_query, head_his=head_his, cache_prefix=cache_prefix,
                         level=level)
@@ -153,7 +158,7 @@ def train(
                         lr_decay_every=lr_decay_every)
     tcfg.validate()
     run_dir = prepare_run_dir(
-        out_dir, {"teacher": cfg.to_dict(), "data": dict(vars(spec)), "train": tcfg.to_dict()},
+        out_dir, {"teacher": cfg.to_dict(), "data": spec.settings(), "train": tcfg.to_dict()},
         force=force, resume=resume, finished=CONFIG_NAME, outputs=(WEIGHTS_NAME,),
         checkpoint_dir="engine/checkpoints",
     )

@@ -71,9 +71,13 @@ class TeacherWindows(Windows):
         cfg: WindowConfig,
         pool: str = "train",
         extra: list[FlowDataset] | None = None,
+        target_repeat: int = 1,
     ) -> None:
         if pool not in POOLS:
             raise DataError("teacher data", f"pool must be one of {POOLS}, got {pool!r}")
+        if not isinstance(target_repeat, int) or target_repeat < 1:
+            raise DataError("teacher data", f"target_repeat must be a whole number >= 1, got "
+                            f"{target_repeat!r}")
         self.target = Windows(target, cfg)  # the student's windows: ids, bounds, checks
         super().__init__(target, cfg)
         b = self.target.bounds
@@ -81,6 +85,7 @@ class TeacherWindows(Windows):
         L, H = cfg.input_len, cfg.output_len
         cutoff = target.timestamps[b.val_start]  # nothing at or after the target's validation start
         self.pool = pool
+        self.target_repeat = target_repeat
         self.bounds = SplitBounds(pool_end, b.val_start, b.test_start, b.num_slots)
         self.scaler = StandardScaler.fit(target.flows[:pool_end])
         self.source_scalers = [self.scaler]
@@ -89,7 +94,9 @@ class TeacherWindows(Windows):
         tod, dow = [target.time_of_day()], [target.day_of_week()]
         self.segments = [Segment(target.name, flow_kind(target), 0, target.num_slots,
                                  pd.Timestamp(target.start).isoformat())]
-        train_ids = [np.arange(L, pool_end - H + 1, dtype=np.int64)]
+        # Repeating the target's windows raises its share of the draws: the strict teacher has
+        # far fewer target windows than windows of the other sources.
+        train_ids = [np.tile(np.arange(L, pool_end - H + 1, dtype=np.int64), target_repeat)]
         offset = target.num_slots
         for ds in extra or []:
             if ds.num_regions != target.num_regions or ds.interval_minutes != target.interval_minutes:
@@ -126,14 +133,16 @@ class TeacherWindows(Windows):
 
     def source_extra(self) -> dict[str, WindowAligned]:
         """Per-window source index for the training windows (the objective's ``batch["source"]``)."""
-        ids = self._ids["train"]
+        ids = np.unique(self._ids["train"])
         return {"source": WindowAligned(ids, self.source_of(ids).astype(np.float32), "source")}
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        counts = np.bincount(self.source_of(self._ids["train"]), minlength=len(self.segments))
+        counts = np.bincount(self.source_of(np.unique(self._ids["train"])),
+                             minlength=len(self.segments))
         d["teacher_data"] = {
             "pool": self.pool,
+            "target_repeat": self.target_repeat,
             "segments": [s.to_dict() for s in self.segments],
             "train_windows_per_source": {s.name: int(c) for s, c in zip(self.segments, counts,
                                                                          strict=True)},

@@ -53,6 +53,17 @@ class DataSpec:
     # before validation. ``extra``: other datasets on the same regions (their slots before validation).
     pool: str = "train"
     extra: tuple[str, ...] = ()
+    # Each target training window this many times in the pool (the strict teacher's target is a
+    # small share of its windows otherwise).
+    target_repeat: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target_repeat, int) or self.target_repeat < 1:
+            raise DataError("teacher data", f"--target-repeat must be a whole number >= 1, got "
+                            f"{self.target_repeat!r}")
+        if self.target_repeat != 1 and not self.extra:
+            raise DataError("teacher data", "--target-repeat raises the target's share among other "
+                            "sources: it needs --extra")
 
     def windows(self) -> Windows:
         ds = load_dataset(self.dataset, self.data_dir, self.start, self.end)
@@ -60,11 +71,20 @@ class DataSpec:
         if self.pool == "train" and not self.extra:
             return Windows(ds, cfg)
         others = [load_dataset(name, self.data_dir, self.start, self.end) for name in self.extra]
-        return TeacherWindows(ds, cfg, self.pool, others)
+        return TeacherWindows(ds, cfg, self.pool, others, self.target_repeat)
+
+    def settings(self) -> dict[str, Any]:
+        """The saved settings; ``target_repeat`` only when set, so runs saved before it resume."""
+        d = dict(vars(self))
+        if d.get("target_repeat") == 1:
+            d.pop("target_repeat")
+        return d
 
     def describe(self) -> str:
         """One line for tables: which slots of which datasets the teacher was tuned on."""
         own = "the student's training slots" if self.pool == "train" else "every slot before validation"
+        if self.target_repeat != 1:
+            own += f" (each window ×{self.target_repeat})"
         extra = f" + {', '.join(self.extra)} (slots before validation)" if self.extra else ""
         return f"{self.dataset}: {own}{extra}"
 
@@ -169,7 +189,7 @@ def save_teacher(
     meta = {
         "format": MODEL_FORMAT,
         "teacher": model.cfg.to_dict(),
-        "data": data.__dict__,
+        "data": data.settings(),
         "data_description": data.describe(),
         "windows": windows.describe(),
         "fingerprint": dataset_fingerprint(windows),
