@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The strict variant of the full sweep's 10 % student (issue 9; DEVELOPERS "honest results").
+#
+#   bash scripts/full_strict.sh DATASET [SEEDS]      # SEEDS default "0 1 2"
+#
+# The sweep's teacher (scripts/full_teachers.sh, recipe wide-decay) is tuned on every DATASET slot
+# before validation, so at 10 % it saw target slots the student did not. The strict teacher (recipe
+# strict-decay) sees only the student's own 10 % of DATASET's slots (each window drawn 8 times) +
+# the other NYC dataset before validation. This script makes its seeds and their mean
+# (scripts/full_teachers.sh), then trains the student from it at 10 % with the same seeds, at the
+# full protocol, and keeps each finished cell in
+# docs/results/DATASET/cells/flowdistill-strict-teacher/r0.1/sSEED.json (commit it), where the
+# progress report shows it beside the sweep's rows. Every step resumes: run it again.
+set -euo pipefail
+
+DATASET=${1:?dataset name (nyc-taxi-manhattan or nyc-bike-manhattan)}
+SEEDS=${2:-0 1 2}
+RUN=${RUN:-nice -n 10}
+MEAN=$(FLOWDISTILL_TEACHER_RECIPE=strict-decay bash scripts/full_teachers.sh "$DATASET" "$SEEDS" | tail -n 1)
+OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/$DATASET-strict
+ROW=docs/results/$DATASET/cells/flowdistill-strict-teacher/r0.1
+mkdir -p "$OUT/cells/flowdistill/r0.1" "$ROW"
+# a cell kept by an earlier session is reused (bench ratios skips a stored cell)
+for f in "$ROW"/s*.json; do [[ -e $f ]] && cp -n "$f" "$OUT/cells/flowdistill/r0.1/"; done
+$RUN flowdistill bench ratios --dataset "$DATASET" --out "$OUT" --threads 1 --quiet \
+  --store "$OUT/cells" --teacher "$MEAN" --ratios 0.1 --seeds "${SEEDS// /,}" \
+  --models flowdistill --no-publish
+cp -n "$OUT"/cells/flowdistill/r0.1/s*.json "$ROW/"
+ls "$ROW"
