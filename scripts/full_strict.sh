@@ -16,7 +16,7 @@ set -euo pipefail
 DATASET=${1:?dataset name (nyc-taxi-manhattan or nyc-bike-manhattan)}
 SEEDS=${2:-0 1 2}
 RUN=${RUN:-nice -n 10}
-MEAN=$(FLOWDISTILL_TEACHER_RECIPE=strict-decay bash scripts/full_teachers.sh "$DATASET" "$SEEDS" | tail -n 1)
+MEAN=$(FLOWDISTILL_TEACHER_RECIPE=strict-decay bash "$(dirname "$0")/full_teachers.sh" "$DATASET" "$SEEDS" | tail -n 1)
 OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/$DATASET-strict
 ROW=docs/results/$DATASET/cells/flowdistill-strict-teacher/r0.1
 mkdir -p "$OUT/cells/flowdistill/r0.1" "$ROW"
