@@ -58,9 +58,7 @@ class DataSpec:
     target_repeat: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.target_repeat, int) or self.target_repeat < 1:
-            raise DataError("teacher data", f"--target-repeat must be a whole number >= 1, got "
-                            f"{self.target_repeat!r}")
+        # the value itself is checked where it is used (TeacherWindows; the CLI option has min=1)
         if self.target_repeat != 1 and not self.extra:
             raise DataError("teacher data", "--target-repeat raises the target's share among other "
                             "sources: it needs --extra")
