@@ -19,7 +19,12 @@ DATASET=${1:?dataset name}
 TEACHER=${2:?teacher file}
 PART=${3:?part 1..7 or list}
 OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/$DATASET
-RATIOS=0.1,0.2,0.3,0.4,0.7   # the issue's ratios (Table 3)
+# The issue's ratios (Table 3). FLOWDISTILL_SWEEP_RATIOS=0.1 runs one column first (e.g. every
+# baseline at 10 %, which the 10 % experiments of part 7 reuse); the full list fills the rest later.
+RATIOS=${FLOWDISTILL_SWEEP_RATIOS:-0.1,0.2,0.3,0.4,0.7}
+if ! [[ "$RATIOS" =~ ^0?\.[0-9]+(,0?\.[0-9]+)*$ ]]; then
+  echo "FLOWDISTILL_SWEEP_RATIOS must be fractions like 0.1,0.2 (got '$RATIOS')" >&2; exit 2
+fi
 SEEDS=0,1,2
 # Each finished run's metrics.json is also kept in docs/results/DATASET/cells/ (commit it): a later
 # session, whose runs/ folder is gone, skips those cells. The teacher is matched by its forecasts'

@@ -53,3 +53,15 @@ def test_strict_teacher_recipe_tunes_on_the_students_slots_only(tmp_path):
     assert "--pool train" in line and "--target-repeat 8" in line and "--lr-decay 0.5" in line
     assert "--extra nyc-bike-manhattan" in line
     assert "nyc-taxi-manhattan-strict-decay-s0" in line
+
+
+def test_sweep_ratios_can_be_narrowed_to_one_column():
+    env = {**os.environ, "FLOWDISTILL_SWEEP_RATIOS": "0.1"}
+    out = subprocess.run(["bash", "scripts/full_sweep.sh", "nyc-taxi-manhattan", "-", "list"],
+                         cwd=ROOT, check=True, capture_output=True, text=True, env=env).stdout
+    runs = [x for x in out.splitlines() if "bench ratios" in x]
+    assert runs and all("--ratios 0.1 " in x for x in runs)
+    env["FLOWDISTILL_SWEEP_RATIOS"] = "ten"
+    bad = subprocess.run(["bash", "scripts/full_sweep.sh", "nyc-taxi-manhattan", "-", "list"],
+                         cwd=ROOT, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "FLOWDISTILL_SWEEP_RATIOS" in bad.stderr
