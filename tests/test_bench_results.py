@@ -287,3 +287,43 @@ def test_cost_of_a_model_that_reads_window_ids(synthetic):
     slow = measure_model("needs-index", NeedsIndex(), w, SupervisedObjective(), {}, 8, 16, 1, 1,
                          budget_s=0.0)
     assert slow["latency_b64_ms"] is None and any("time budget" in n for n in slow["notes"])
+
+
+def test_ablation_reading_says_whether_a_gap_beats_the_seeds_spread():
+    from flowdistill.experiments.report import _reading_ablation
+
+    rows = [
+        {"variant": "full", "seeds": 3, "mae": 10.0, "mae_std": 0.1, "paper_mae_change_pct": 0.0},
+        # 10.15 - 10.0 = 0.15 < 0.1 + 0.1: worse, but inside the spread
+        {"variant": "no-tbl", "seeds": 3, "mae": 10.15, "mae_std": 0.1,
+         "paper_mae_change_pct": 5.3},
+        # 10.5 - 10.0 = 0.5 > 0.1 + 0.2: a real gap
+        {"variant": "no-ib", "seeds": 3, "mae": 10.5, "mae_std": 0.2},
+        {"variant": "no-spatial", "seeds": 3, "mae": 9.5, "mae_std": 0.1},
+    ]
+    lines = _reading_ablation({"rows": rows})
+    assert lines[0] == ("no-tbl worse than the full model (MAE): **yes** (10.150 vs 10.000, "
+                        "+1.5 %; within the seeds' spread); paper: **yes**")
+    assert lines[1].endswith("(10.500 vs 10.000, +5.0 %; beyond the seeds' spread)")
+    assert lines[2].startswith("no-spatial worse than the full model (MAE): **no** (9.500 vs 10.000, "
+                               "-5.0 %;")
+    # one seed: no spread to speak of
+    one = [dict(r, seeds=1, mae_std=0.0) for r in rows[:2]]
+    assert "spread" not in _reading_ablation({"rows": one})[0]
+
+
+def test_ratio_reading_names_the_runner_up_and_the_spread():
+    from flowdistill.experiments.report import _reading_ratios
+
+    rows = [
+        {"model": "flowdistill", "ratio": 0.1, "seeds": 3, "mae": 4.326, "mae_std": 0.043},
+        {"model": "stid", "ratio": 0.1, "seeds": 3, "mae": 4.334, "mae_std": 0.035},
+        {"model": "ha", "ratio": 0.1, "seeds": 3, "mae": 5.681, "mae_std": 0.0},
+        {"model": "flowdistill", "ratio": 0.2, "seeds": 3, "mae": 12.0, "mae_std": 0.1},
+        {"model": "stid", "ratio": 0.2, "seeds": 3, "mae": 11.5, "mae_std": 0.1},
+    ]
+    lines = _reading_ratios({"rows": rows})
+    assert lines == [
+        "FlowDistill lowest MAE at 10%: **yes** (4.326 vs stid 4.334; within the seeds' spread)",
+        "FlowDistill lowest MAE at 20%: **no** (12.000 vs stid 11.500; beyond the seeds' spread)",
+    ]

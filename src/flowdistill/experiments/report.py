@@ -35,6 +35,17 @@ def _yes(b: bool) -> str:
     return "**yes**" if b else "**no**"
 
 
+def _spread(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Whether two rows' mean MAEs differ by more than their seeds' stds added (no overlap).
+
+    A gap inside that spread is not a finding; with one seed there is no spread to judge.
+    """
+    if min(a.get("seeds", 1), b.get("seeds", 1)) < 2:
+        return ""
+    beyond = abs(a["mae"] - b["mae"]) > a.get("mae_std", 0.0) + b.get("mae_std", 0.0)
+    return f"; {'beyond' if beyond else 'within'} the seeds' spread"
+
+
 def _reading_ratios(meta: dict[str, Any]) -> list[str]:
     rows = meta["rows"]
     out = []
@@ -43,10 +54,15 @@ def _reading_ratios(meta: dict[str, Any]) -> list[str]:
     if "flowdistill" in models:
         for r in ratios:
             rr = [x for x in rows if x["ratio"] == r and not math.isnan(x["mae"])]
-            best = min(rr, key=lambda x: x["mae"])
-            won = best["model"] == "flowdistill"
-            out.append(f"FlowDistill lowest MAE at {100 * r:g}%: {_yes(won)}"
-                       + ("" if best["model"] == "flowdistill" else f" (best: {best['model']})"))
+            ranked = sorted(rr, key=lambda x: x["mae"])
+            fd = next((x for x in rr if x["model"] == "flowdistill"), None)
+            if fd is None or len(ranked) < 2:
+                continue
+            won = ranked[0] is fd
+            other = ranked[1] if won else ranked[0]  # the runner-up, or the model that beat it
+            out.append(f"FlowDistill lowest MAE at {100 * r:g}%: {_yes(won)} "
+                       f"({fd['mae']:.3f} vs {other['model']} {other['mae']:.3f}"
+                       f"{_spread(fd, other)})")
         eff = {e["model"]: e["reached_at"] for e in meta.get("efficiency", [])}
         for m in ("stwa", "bigst"):
             if m in eff:
@@ -125,7 +141,10 @@ def _reading_ablation(meta: dict[str, Any]) -> list[str]:
         if x["variant"] == "full":
             continue
         paper_says = x.get("paper_mae_change_pct")
-        out.append(f"{x['variant']} worse than the full model (MAE): {_yes(x['mae'] > full['mae'])}"
+        diff = x["mae"] - full["mae"]
+        out.append(f"{x['variant']} worse than the full model (MAE): {_yes(diff > 0)} "
+                   f"({x['mae']:.3f} vs {full['mae']:.3f}, {100 * diff / full['mae']:+.1f} %"
+                   f"{_spread(x, full)})"
                    + (f"; paper: {_yes(paper_says > 0)}" if paper_says is not None else ""))
     return out
 
