@@ -24,7 +24,7 @@ from flowdistill.experiments.common import (
 )
 from flowdistill.experiments.cost import CostConfig, measure_costs
 from flowdistill.experiments.headline import END, START
-from flowdistill.experiments.report import build_report
+from flowdistill.experiments.report import _reading_ablation, _reading_ratios, build_report
 
 PERIOD = dict(start="2019-01-01", end="2019-02-28")
 TINY_STUDENT = {"flowdistill": {"embed_dim": 16, "bottleneck": 32}}
@@ -290,8 +290,6 @@ def test_cost_of_a_model_that_reads_window_ids(synthetic):
 
 
 def test_ablation_reading_says_whether_a_gap_beats_the_seeds_spread():
-    from flowdistill.experiments.report import _reading_ablation
-
     rows = [
         {"variant": "full", "seeds": 3, "mae": 10.0, "mae_std": 0.1, "paper_mae_change_pct": 0.0},
         # 10.15 - 10.0 = 0.15 < 0.1 + 0.1: worse, but inside the spread
@@ -313,8 +311,6 @@ def test_ablation_reading_says_whether_a_gap_beats_the_seeds_spread():
 
 
 def test_ratio_reading_names_the_runner_up_and_the_spread():
-    from flowdistill.experiments.report import _reading_ratios
-
     rows = [
         {"model": "flowdistill", "ratio": 0.1, "seeds": 3, "mae": 4.326, "mae_std": 0.043},
         {"model": "stid", "ratio": 0.1, "seeds": 3, "mae": 4.334, "mae_std": 0.035},
