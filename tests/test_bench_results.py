@@ -24,7 +24,12 @@ from flowdistill.experiments.common import (
 )
 from flowdistill.experiments.cost import CostConfig, measure_costs
 from flowdistill.experiments.headline import END, START
-from flowdistill.experiments.report import _reading_ablation, _reading_ratios, build_report
+from flowdistill.experiments.report import (
+    _reading_ablation,
+    _reading_ratios,
+    build_report,
+    season_note,
+)
 
 PERIOD = dict(start="2019-01-01", end="2019-02-28")
 TINY_STUDENT = {"flowdistill": {"embed_dim": 16, "bottleneck": 32}}
@@ -323,3 +328,19 @@ def test_ratio_reading_names_the_runner_up_and_the_spread():
         "FlowDistill lowest MAE at 10%: **yes** (4.326 vs stid 4.334; within the seeds' spread)",
         "FlowDistill lowest MAE at 20%: **no** (12.000 vs stid 11.500; beyond the seeds' spread)",
     ]
+
+
+def test_season_note_only_when_the_historical_average_worsens_with_more_data():
+    # bike 2019: HA trained on January-February matches the December test better than on summer
+    note = season_note({0.1: 5.681, 0.2: 5.592, 0.7: 9.422})
+    assert "rises from 5.681 at 10 % to 9.422 at 70 %" in note
+    assert "compare the models within a column" in note
+    assert season_note({0.1: 18.916, 0.7: 16.604}) == ""  # taxi: more data, lower error
+    assert season_note({0.1: 5.0}) == ""  # one ratio: nothing to compare
+    rows = [
+        {"model": "flowdistill", "ratio": 0.1, "seeds": 3, "mae": 4.3, "mae_std": 0.0},
+        {"model": "ha", "ratio": 0.1, "seeds": 3, "mae": 5.681, "mae_std": 0.0},
+        {"model": "ha", "ratio": 0.4, "seeds": 3, "mae": 6.884, "mae_std": 0.0},
+    ]
+    assert _reading_ratios({"rows": rows})[-1].startswith(
+        "The test period is fixed while the training slots grow")

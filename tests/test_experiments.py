@@ -265,21 +265,23 @@ def test_report_from_folders(bench, tmp_path):
 def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
     base = json.loads((bench.out / "runs/ha/r0.1/s0/metrics.json").read_text())
 
-    def keep(name: str, seed: int, mae: float, epochs: int = 100, teacher: str = "") -> None:
+    def keep(name: str, seed: int, mae: float, epochs: int = 100, teacher: str = "",
+             ratio: float = 0.1) -> None:
         cell = json.loads(json.dumps(base))
         if teacher:  # a distilled cell, with the teacher it recorded
             cell["model"] = "flowdistill"
             cell["teacher"] = {"model": "llm-teacher-seeds(0,1,2)", "trained_on": "taxi",
                                "fingerprint": teacher, "test": {"mae": 11.0}}
-        cell["config"]["run"].update(seed=seed, train_ratio=0.1)
+        cell["config"]["run"].update(seed=seed, train_ratio=ratio)
         cell["config"]["run"]["train"].update(max_epochs=epochs, patience=15)
         cell["test"]["mae"] = mae
-        path = tmp_path / "results/city/cells" / name / "r0.1" / f"s{seed}.json"
+        path = tmp_path / "results/city/cells" / name / f"r{ratio:g}" / f"s{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(cell))
 
     keep("ha", 0, 1.0)
     keep("ha", 1, 3.0)
+    keep("ha", 0, 5.0, ratio=0.4)  # more slots, higher error: the season note appears
     keep("stid", 0, 9.0, epochs=6)  # a shortened run: not a full-protocol cell
     keep("flowdistill", 0, 4.0, teacher="new")
     keep("flowdistill-constlr-teacher", 0, 5.0, teacher="old")  # kept from an earlier teacher
@@ -288,12 +290,13 @@ def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
     build_report([tmp_path / "results"], out)
     text = out.read_text()
     progress = text[text.index("## Full sweeps in progress"):]
-    assert "3 of the 150 cells" in progress  # the earlier teacher's row is not a planned cell
+    assert "4 of the 150 cells" in progress  # the earlier teacher's row is not a planned cell
     assert ("- teacher of flowdistill: llm-teacher-seeds(0,1,2) (trained on taxi; fingerprint new, "
             "its test MAE 11.000)") in progress
     assert "- teacher of flowdistill-constlr-teacher: llm-teacher-seeds(0,1,2) (trained on taxi; " \
         "fingerprint old" in progress
-    assert "| ha | 2.000 ± 1.414 (s0,1) | – | – | – | – |" in progress
+    assert "| ha | 2.000 ± 1.414 (s0,1) | – | – | 5.000 (s0) | – |" in progress
+    assert "historical average's test MAE rises from 2.000 at 10 % to 5.000 at 40 %" in progress
     assert "stid" not in progress.split("### Ratio sweep so far — city")[1].split("##")[0]
     claims = text[text.index("## Claims at a glance"):text.index("## Full sweeps in progress")]
     assert "2.000" not in claims

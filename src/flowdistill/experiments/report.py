@@ -46,6 +46,26 @@ def _spread(a: dict[str, Any], b: dict[str, Any]) -> str:
     return f"; {'beyond' if beyond else 'within'} the seeds' spread"
 
 
+def season_note(ha: dict[float, float]) -> str:
+    """Why a sweep's error can rise with the training ratio (a sentence, or "" when it does not).
+
+    The test period is fixed (the last slots) while the training slots grow from the start of the
+    period, so the added slots may come from a season unlike the test period's. The historical
+    average shows it without seed noise: its test MAE at the largest ratio above the one at the
+    smallest means more training data moved its forecast away from the test period's level.
+    """
+    if len(ha) < 2:
+        return ""
+    lo, hi = min(ha), max(ha)
+    if not ha[hi] > ha[lo]:
+        return ""
+    return (f"The test period is fixed while the training slots grow from the start of the "
+            f"period, and here the added slots come from another season: the historical "
+            f"average's test MAE rises from {ha[lo]:.3f} at {100 * lo:g} % to {ha[hi]:.3f} at "
+            f"{100 * hi:g} %. A larger ratio need not lower any model's error on this dataset; "
+            "compare the models within a column, not a model across columns.")
+
+
 def _reading_ratios(meta: dict[str, Any]) -> list[str]:
     rows = meta["rows"]
     out = []
@@ -72,6 +92,10 @@ def _reading_ratios(meta: dict[str, Any]) -> list[str]:
                            f"{100 * ratios[0]:g}% ({paper.CLAIMS['data_efficiency']}): "
                            f"{_yes(holds)} (reached at "
                            f"{'not reached' if at is None else f'{100 * at:g}%'})")
+    note = season_note({x["ratio"]: x["mae"] for x in rows
+                        if x["model"] == "ha" and not math.isnan(x["mae"])})
+    if note:
+        out.append(note)
     return out
 
 
@@ -250,6 +274,9 @@ def progress_section(run_dirs: list[Path]) -> str:
                             f"fingerprint {t.get('fingerprint', '?')}, its test MAE "
                             f"{t.get('test', {}).get('mae', float('nan')):.3f})")
             teachers = [f"{n}: " + "; ".join(sorted(by_row[n])) for n in names if n in by_row]
+            ha = {r: mean_std([c["test"]["mae"] for c in v])[0]
+                  for (n, r), v in cells.items() if n == "ha"}
+            note = season_note(ha)
             revs = sorted({str(c.get("git")) for v in cells.values() for c in v})
             machines = sorted({str(c.get("machine")) for v in cells.values() for c in v})
             parts.append(
@@ -264,7 +291,8 @@ def progress_section(run_dirs: list[Path]) -> str:
                 f"{'; '.join(machines)}\n"
                 f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
                 "\n\n"
-                + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows))
+                + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows)
+                + (f"\n{note}\n" if note else ""))
     if not parts:
         return ""
     return ("## Full sweeps in progress — finished cells, not yet claims\n\n"
