@@ -16,6 +16,7 @@ from flowdistill.data.errors import DataError
 from flowdistill.engine.trainer import Trainer
 from flowdistill.experiments import suite
 from flowdistill.experiments.common import (
+    DEFAULT_MODELS,
     BenchConfig,
     RunCache,
     RunKey,
@@ -29,6 +30,7 @@ from flowdistill.experiments.report import (
     _reading_ratios,
     build_report,
     season_note,
+    time_left,
 )
 
 PERIOD = dict(start="2019-01-01", end="2019-02-28")
@@ -344,3 +346,16 @@ def test_season_note_only_when_the_historical_average_worsens_with_more_data():
     ]
     assert _reading_ratios({"rows": rows})[-1].startswith(
         "The test period is fixed while the training slots grow")
+
+
+def test_time_left_scales_the_kept_cells_by_the_ratio():
+    def cell(seed: int, seconds: float) -> dict:
+        return {"config": {"run": {"seed": seed}}, "fit": {"seconds": seconds}}
+
+    cells = {("stid", 0.1): [cell(0, 100.0), cell(1, 200.0)]}
+    missing, seconds, untimed = time_left(cells, seeds=(0, 1, 2))
+    # stid: 0.1 seed 2 (150 s), then 3 seeds at 0.2, 0.3, 0.4, 0.7 (150 s scaled by r / 0.1)
+    assert seconds == pytest.approx(150 + 3 * (300 + 450 + 600 + 1050))
+    others = [m for m in DEFAULT_MODELS if m != "stid"]
+    assert missing == 1 + 12 + 15 * len(others)
+    assert untimed == sorted(others)  # no kept cell, no estimate: named, not guessed

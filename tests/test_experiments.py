@@ -297,7 +297,8 @@ def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
         "fingerprint old" in progress
     assert "| ha | 2.000 ± 1.414 (s0,1) | – | – | 5.000 (s0) | – |" in progress
     assert "historical average's test MAE rises from 2.000 at 10 % to 5.000 at 40 %" in progress
-    assert "stid" not in progress.split("### Ratio sweep so far — city")[1].split("##")[0]
+    assert "| stid |" not in progress.split("### Ratio sweep so far — city")[1].split("##")[0]
+    assert "not counted, no kept cell to time: astgcn, bigst, easyst" in progress  # stid's is short
     claims = text[text.index("## Claims at a glance"):text.index("## Full sweeps in progress")]
     assert "2.000" not in claims
 

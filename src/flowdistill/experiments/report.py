@@ -234,6 +234,32 @@ def kept_cells(folder: Path) -> dict[tuple[str, float], list[dict[str, Any]]]:
     return cells
 
 
+def time_left(cells: dict[tuple[str, float], list[dict[str, Any]]],
+              seeds: tuple[int, ...] = (0, 1, 2)) -> tuple[int, float, list[str]]:
+    """The planned cells not kept yet, their estimated seconds, and the models with none to time.
+
+    Plans a sweep that runs for days on a CPU. A missing cell of a model at ratio r is estimated
+    from that model's kept cells: the mean of their training seconds, each scaled by r over its
+    own ratio (the training part of an epoch grows with the windows; validation does not, so the
+    estimate leans high for large ratios). It says nothing of early stopping's luck.
+    """
+    from flowdistill.experiments.common import DEFAULT_MODELS
+
+    missing, seconds, untimed = 0, 0.0, set()
+    for m in DEFAULT_MODELS:
+        timed = [(r, float(c["fit"]["seconds"])) for (n, r), v in cells.items() if n == m
+                 for c in v if c.get("fit", {}).get("seconds")]
+        for r in PLANNED_RATIOS:
+            have = {c["config"]["run"]["seed"] for c in cells.get((m, r), [])}
+            for _ in (s for s in seeds if s not in have):
+                missing += 1
+                if timed:
+                    seconds += sum(sec * r / rk for rk, sec in timed) / len(timed)
+                else:
+                    untimed.add(m)
+    return missing, seconds, sorted(untimed)
+
+
 def progress_section(run_dirs: list[Path]) -> str:
     """The full sweep so far: every kept full-protocol cell, per model and ratio (no claims)."""
     from flowdistill.experiments.common import DEFAULT_MODELS, fmt_pm, markdown_table, mean_std
@@ -277,6 +303,11 @@ def progress_section(run_dirs: list[Path]) -> str:
             ha = {r: mean_std([c["test"]["mae"] for c in v])[0]
                   for (n, r), v in cells.items() if n == "ha"}
             note = season_note(ha)
+            missing, secs, untimed = time_left(cells)
+            left = (f"- still to run: {missing} cells, about {secs / 3600:.0f} CPU-hours "
+                    "(one thread each) by the kept cells' training times scaled with the ratio"
+                    + (f"; not counted, no kept cell to time: {', '.join(untimed)}"
+                       if untimed else "") + "\n") if missing else ""
             revs = sorted({str(c.get("git")) for v in cells.values() for c in v})
             machines = sorted({str(c.get("machine")) for v in cells.values() for c in v})
             parts.append(
@@ -290,7 +321,7 @@ def progress_section(run_dirs: list[Path]) -> str:
                 + f"- git revisions of the cells: {', '.join(revs)}; machines: "
                 f"{'; '.join(machines)}\n"
                 f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
-                "\n\n"
+                "\n" + left + "\n"
                 + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows)
                 + (f"\n{note}\n" if note else ""))
     if not parts:
