@@ -27,7 +27,9 @@ from flowdistill.experiments.cost import CostConfig, measure_costs
 from flowdistill.experiments.headline import END, START
 from flowdistill.experiments.report import (
     _reading_ablation,
+    _reading_horizons,
     _reading_ratios,
+    _reading_volume,
     build_report,
     season_note,
     time_left,
@@ -359,3 +361,24 @@ def test_time_left_scales_the_kept_cells_by_the_ratio():
     others = [m for m in DEFAULT_MODELS if m != "stid"]
     assert missing == 1 + 12 + 15 * len(others)
     assert untimed == sorted(others)  # no kept cell, no estimate: named, not guessed
+
+
+def test_horizon_and_volume_readings_count_wins_beyond_the_spread():
+    def row(model: str, key: str, k: int, mae: float, std: float, seeds: int = 3) -> dict:
+        return {"model": model, key: k, "seeds": seeds, "mae": mae, "mae_std": std}
+
+    rows = [
+        row("flowdistill", "step", 1, 10.0, 0.1), row("stid", "step", 1, 10.5, 0.1),  # beyond
+        row("flowdistill", "step", 2, 11.0, 0.2), row("stid", "step", 2, 11.1, 0.2),  # within
+        row("flowdistill", "step", 3, 12.5, 0.1), row("stid", "step", 3, 12.0, 0.1),  # lost
+    ]
+    assert _reading_horizons({"rows": rows}) == [
+        "FlowDistill lowest MAE at 2 of 3 horizon steps (beyond the seeds' spread at 1)"]
+    one = [dict(r, seeds=1, mae_std=0.0) for r in rows]
+    assert _reading_horizons({"rows": one}) == ["FlowDistill lowest MAE at 2 of 3 horizon steps"]
+    vol = [dict(r, bucket=r.pop("step")) for r in rows]
+    assert _reading_volume({"rows": vol}) == [
+        "FlowDistill lowest MAE in 2 of 3 volume buckets (beyond the seeds' spread in 1)",
+        # gaps: 0.5 in the quietest, -0.5 in the busiest
+        "FlowDistill's MAE advantage over the best other model larger in the busiest bucket "
+        "than in the quietest: **no**"]

@@ -35,6 +35,13 @@ def _yes(b: bool) -> str:
     return "**yes**" if b else "**no**"
 
 
+def _beyond(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two rows' mean MAEs differ by more than their seeds' stds added (needs ≥ 2 seeds each)."""
+    if min(a.get("seeds", 1), b.get("seeds", 1)) < 2:
+        return False
+    return abs(a["mae"] - b["mae"]) > a.get("mae_std", 0.0) + b.get("mae_std", 0.0)
+
+
 def _spread(a: dict[str, Any], b: dict[str, Any]) -> str:
     """Whether two rows' mean MAEs differ by more than their seeds' stds added (no overlap).
 
@@ -42,8 +49,7 @@ def _spread(a: dict[str, Any], b: dict[str, Any]) -> str:
     """
     if min(a.get("seeds", 1), b.get("seeds", 1)) < 2:
         return ""
-    beyond = abs(a["mae"] - b["mae"]) > a.get("mae_std", 0.0) + b.get("mae_std", 0.0)
-    return f"; {'beyond' if beyond else 'within'} the seeds' spread"
+    return f"; {'beyond' if _beyond(a, b) else 'within'} the seeds' spread"
 
 
 def season_note(ha: dict[float, float]) -> str:
@@ -99,34 +105,44 @@ def _reading_ratios(meta: dict[str, Any]) -> list[str]:
     return out
 
 
+def _wins(groups: list[list[dict[str, Any]]]) -> tuple[int, int, bool]:
+    """In how many groups FlowDistill has the lowest mean MAE, in how many of those beyond the
+    seeds' spread from the runner-up, and whether the spread can be judged at all (≥ 2 seeds)."""
+    wins = beyond = 0
+    seeded = bool(groups) and all(x.get("seeds", 1) >= 2 for g in groups for x in g)
+    for g in groups:
+        ranked = sorted((x for x in g if not math.isnan(x["mae"])), key=lambda x: x["mae"])
+        if len(ranked) >= 2 and ranked[0]["model"] == "flowdistill":
+            wins += 1
+            beyond += _beyond(ranked[0], ranked[1])
+    return wins, beyond, seeded
+
+
 def _reading_horizons(meta: dict[str, Any]) -> list[str]:
     rows = meta["rows"]
     steps = sorted({x["step"] for x in rows})
-    wins = 0
-    for s in steps:
-        rr = [x for x in rows if x["step"] == s]
-        wins += min(rr, key=lambda x: x["mae"])["model"] == "flowdistill"
-    return [f"FlowDistill lowest MAE at {wins} of {len(steps)} horizon steps"]
+    wins, beyond, seeded = _wins([[x for x in rows if x["step"] == s] for s in steps])
+    spread = f" (beyond the seeds' spread at {beyond})" if seeded else ""
+    return [f"FlowDistill lowest MAE at {wins} of {len(steps)} horizon steps{spread}"]
 
 
 def _reading_volume(meta: dict[str, Any]) -> list[str]:
     rows = meta["rows"]
     buckets = sorted({x["bucket"] for x in rows})
-    out = []
+    groups = [[x for x in rows if x["bucket"] == b] for b in buckets]
     gaps = []
-    for b in buckets:
-        rr = [x for x in rows if x["bucket"] == b]
+    for rr in groups:
         fd = [x for x in rr if x["model"] == "flowdistill"]
         others = [x for x in rr if x["model"] != "flowdistill"]
         if not fd or not others:
-            return out
+            return []
         best_other = min(others, key=lambda x: x["mae"])
         gaps.append(best_other["mae"] - fd[0]["mae"])
-    out.append(f"FlowDistill lowest MAE in {sum(g > 0 for g in gaps)} of {len(buckets)} volume "
-               "buckets")
-    out.append("FlowDistill's MAE advantage over the best other model larger in the busiest "
-               f"bucket than in the quietest: {_yes(gaps[-1] > gaps[0])}")
-    return out
+    wins, beyond, seeded = _wins(groups)
+    spread = f" (beyond the seeds' spread in {beyond})" if seeded else ""
+    return [f"FlowDistill lowest MAE in {wins} of {len(buckets)} volume buckets{spread}",
+            "FlowDistill's MAE advantage over the best other model larger in the busiest "
+            f"bucket than in the quietest: {_yes(gaps[-1] > gaps[0])}"]
 
 
 def _reading_hparams(meta: dict[str, Any]) -> list[str]:
