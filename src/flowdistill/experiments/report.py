@@ -24,7 +24,7 @@ from typing import Any
 from flowdistill.data.dataset import atomic_write_text
 from flowdistill.data.errors import DataError
 from flowdistill.experiments import paper
-from flowdistill.experiments.common import protocol_line, teacher_line
+from flowdistill.experiments.common import DEFAULT_MODELS, protocol_line, teacher_line
 from flowdistill.experiments.headline import END as HEADLINE_END
 from flowdistill.experiments.headline import START as HEADLINE_START
 from flowdistill.experiments.headline import render as render_headline
@@ -35,11 +35,14 @@ def _yes(b: bool) -> str:
     return "**yes**" if b else "**no**"
 
 
+def _seeded(*rows: dict[str, Any]) -> bool:
+    """Every row has two seeds or more, so their spread can be judged at all."""
+    return all(x.get("seeds", 1) >= 2 for x in rows)
+
+
 def _beyond(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Two rows' mean MAEs differ by more than their seeds' stds added (needs ≥ 2 seeds each)."""
-    if min(a.get("seeds", 1), b.get("seeds", 1)) < 2:
-        return False
-    return abs(a["mae"] - b["mae"]) > a.get("mae_std", 0.0) + b.get("mae_std", 0.0)
+    return _seeded(a, b) and abs(a["mae"] - b["mae"]) > a.get("mae_std", 0.0) + b.get("mae_std", 0.0)
 
 
 def _spread(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -47,7 +50,7 @@ def _spread(a: dict[str, Any], b: dict[str, Any]) -> str:
 
     A gap inside that spread is not a finding; with one seed there is no spread to judge.
     """
-    if min(a.get("seeds", 1), b.get("seeds", 1)) < 2:
+    if not _seeded(a, b):
         return ""
     return f"; {'beyond' if _beyond(a, b) else 'within'} the seeds' spread"
 
@@ -109,7 +112,7 @@ def _wins(groups: list[list[dict[str, Any]]]) -> tuple[int, int, bool]:
     """In how many groups FlowDistill has the lowest mean MAE, in how many of those beyond the
     seeds' spread from the runner-up, and whether the spread can be judged at all (≥ 2 seeds)."""
     wins = beyond = 0
-    seeded = bool(groups) and all(x.get("seeds", 1) >= 2 for g in groups for x in g)
+    seeded = bool(groups) and _seeded(*(x for g in groups for x in g))
     for g in groups:
         ranked = sorted((x for x in g if not math.isnan(x["mae"])), key=lambda x: x["mae"])
         if len(ranked) >= 2 and ranked[0]["model"] == "flowdistill":
@@ -259,8 +262,6 @@ def time_left(cells: dict[tuple[str, float], list[dict[str, Any]]],
     own ratio (the training part of an epoch grows with the windows; validation does not, so the
     estimate leans high for large ratios). It says nothing of early stopping's luck.
     """
-    from flowdistill.experiments.common import DEFAULT_MODELS
-
     missing, seconds, untimed = 0, 0.0, set()
     for m in DEFAULT_MODELS:
         timed = [(r, float(c["fit"]["seconds"])) for (n, r), v in cells.items() if n == m
@@ -278,7 +279,7 @@ def time_left(cells: dict[tuple[str, float], list[dict[str, Any]]],
 
 def progress_section(run_dirs: list[Path]) -> str:
     """The full sweep so far: every kept full-protocol cell, per model and ratio (no claims)."""
-    from flowdistill.experiments.common import DEFAULT_MODELS, fmt_pm, markdown_table, mean_std
+    from flowdistill.experiments.common import fmt_pm, markdown_table, mean_std
 
     parts: list[str] = []
     for d in run_dirs:
