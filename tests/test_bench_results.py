@@ -23,7 +23,7 @@ from flowdistill.experiments.common import (
     dataset_slug,
     publish_folder,
 )
-from flowdistill.experiments.cost import CostConfig, measure_costs
+from flowdistill.experiments.cost import CostConfig, cpu_sample, measure_costs, other_cores, render
 from flowdistill.experiments.headline import END, START
 from flowdistill.experiments.report import (
     _reading_ablation,
@@ -214,6 +214,7 @@ def test_cost_table_rows_and_report(tmp_path, shared_data):
         assert r["peak_infer_mib_b64"] > 0 and r["peak_train_mib"] > 0
     assert rows["ha"]["params"] == 0 and rows["ha"]["train_epoch_s"] is None
     assert len(doc["load_before"]) == 3 and "not measured" in doc["teacher_note"]
+    assert doc["other_cores"] is None or doc["other_cores"] >= 0
     saved = json.loads((tmp_path / "results/nyc-taxi-manhattan/cost.json").read_text())
     assert saved["rows"][0]["model"] == "flowdistill"
     md = (tmp_path / "results/nyc-taxi-manhattan/cost.md").read_text()
@@ -225,6 +226,27 @@ def test_cost_table_rows_and_report(tmp_path, shared_data):
     with pytest.raises(DataError, match="teacher model folder"):
         measure_costs(CostConfig(teacher_model_dir=tmp_path / "nope", results=None,
                                  data_dir=str(shared_data), **PERIOD))
+
+
+def test_other_cores_and_the_cost_text_say_whether_the_machine_was_shared():
+    # 10 s of wall time; the machine was busy 13 CPU-s, this process 10: others kept 0.3 cores busy
+    assert other_cores((0.0, 100.0, 5.0), (10.0, 113.0, 15.0)) == pytest.approx(0.3)
+    # clock granularity can make the difference slightly negative: never below zero
+    assert other_cores((0.0, 100.0, 5.0), (10.0, 109.9, 15.0)) == 0.0
+    assert other_cores(None, (1.0, 1.0, 1.0)) is None
+    assert other_cores((1.0, 1.0, 1.0), (1.0, 2.0, 1.0)) is None  # no time passed
+    first = cpu_sample()
+    if first is not None:  # Linux: the process's own CPU time grows with its work
+        sum(i * i for i in range(300_000))
+        second = cpu_sample()
+        assert second is not None and second[2] > first[2] and second[0] > first[0]
+    doc = {"rows": [], "load_before": [1.0, 1.0, 1.0], "load_after": [1.2, 1.0, 1.0],
+           "machine": "cpu", "git": "abc", "created": "now", "method": "m", "dataset": "d",
+           "ratio": 0.1, "teacher_note": "none"}
+    assert "a quiet machine" in render({**doc, "other_cores": 0.05})
+    shared = render({**doc, "other_cores": 0.9})
+    assert "0.90 cores" in shared and "upper bounds" in shared
+    assert "load average counts this process" in render(doc)  # older files: load average only
 
 
 def test_cli_cost_and_results_options(tmp_path, shared_data):

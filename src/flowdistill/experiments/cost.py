@@ -243,6 +243,31 @@ def _llm_teacher_row(cfg: CostConfig, timed_steps: int) -> tuple[dict[str, Any] 
     return row, f"LLM teacher measured from {cfg.teacher_model_dir} ({load_s:.0f} s to load)"
 
 
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(wall seconds, CPU seconds the whole machine was busy, CPU seconds of this process), or
+    None where /proc/stat is missing: two samples tell how much other work shared the run."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 8:
+        return None
+    # user nice system idle iowait irq softirq [steal ...]: busy = all but idle and iowait
+    ticks = [int(x) for x in fields[1:8]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return time.monotonic(), busy, own.user + own.system
+
+
+def other_cores(before: tuple[float, float, float] | None,
+                after: tuple[float, float, float] | None) -> float | None:
+    """Cores other processes kept busy on average between two :func:`cpu_sample` calls."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    busy, own = after[1] - before[1], after[2] - before[2]
+    return max(0.0, (busy - own) / (after[0] - before[0]))
+
+
 def measure_costs(cfg: CostConfig) -> dict[str, Any]:
     """Every row, in this one process, then cost.json and cost.md under RESULTS/<dataset>/."""
     from flowdistill.models.base import available_models
@@ -253,6 +278,7 @@ def measure_costs(cfg: CostConfig) -> dict[str, Any]:
     if cfg.teacher_model_dir is not None and not Path(cfg.teacher_model_dir).is_dir():
         raise DataError(cfg.teacher_model_dir, "teacher model folder not found")
     load_before = os.getloadavg()
+    cpu_before = cpu_sample()
     t_all = time.perf_counter()
     spec = RunSpec(model="stid", dataset=cfg.dataset, data_dir=cfg.data_dir, start=cfg.start,
                    end=cfg.end, train_ratio=cfg.ratio)
@@ -280,6 +306,7 @@ def measure_costs(cfg: CostConfig) -> dict[str, Any]:
         if row is not None:
             rows.append(row)
     load_after = os.getloadavg()
+    others = other_cores(cpu_before, cpu_sample())
     prov = run_provenance()
     doc = {
         "experiment": "cost",
@@ -296,6 +323,7 @@ def measure_costs(cfg: CostConfig) -> dict[str, Any]:
         "teacher_note": teacher_note,
         "load_before": list(load_before),
         "load_after": list(load_after),
+        "other_cores": others,
         "seconds": time.perf_counter() - t_all,
         "machine": machine_description(),
         "threads": torch.get_num_threads(),
@@ -312,6 +340,10 @@ def measure_costs(cfg: CostConfig) -> dict[str, Any]:
         atomic_write_text(dest / "cost.md", f"# {doc['title']}\n\n" + doc["markdown"])
         doc["paths"] = [str(dest / "cost.json"), str(dest / "cost.md")]
     return doc
+
+
+# Below this many cores of other work on average, the cost run counts as alone on the machine.
+QUIET_CORES = 0.2
 
 
 def _f(v: float | None, digits: int = 2) -> str:
@@ -332,9 +364,19 @@ def render(doc: dict[str, Any]) -> str:
                      _f(r.get("latency_b64_ms"), 3), _f(r.get("peak_infer_mib_b64"), 1),
                      _f(r.get("peak_train_mib"), 1)])
     lb, la = doc["load_before"], doc["load_after"]
+    others = doc.get("other_cores")
+    if others is None:  # no /proc/stat (or an older file): only the load average is known
+        share = ("the load average counts this process's own thread(s); above that, other work "
+                 "shared the machine and the timings are upper bounds for a quiet machine")
+    elif others < QUIET_CORES:
+        share = (f"other processes kept {others:.2f} cores busy on average during the run: a "
+                 "quiet machine")
+    else:
+        share = (f"other processes kept {others:.2f} cores busy on average during the run: "
+                 "timings are upper bounds for a quiet machine")
     text = (f"Measured in one run on {doc['machine']} (git {doc['git']}, {doc['created']}); "
-            f"1-minute load average {lb[0]:.1f} before and {la[0]:.1f} after (the machine was "
-            f"shared: timings are upper bounds for a quiet machine). {doc['method']}. Dataset "
+            f"1-minute load average {lb[0]:.1f} before and {la[0]:.1f} after ({share}). "
+            f"{doc['method']}. Dataset "
             f"{doc['dataset']}; an epoch = the training windows at {100 * doc['ratio']:g}% "
             f"training ({doc['rows'][0]['train_windows'] if doc['rows'] else '?'} windows).\n\n")
     text += markdown_table(head, rows)
