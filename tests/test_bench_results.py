@@ -198,6 +198,36 @@ def test_report_renders_the_headline_from_its_json(tmp_path):
     assert text.index(START) < text.index(END) < text.index("## Claims at a glance")
     assert "12.000 ± 0.000" in text
     assert "none yet" in text  # a smoke reading alone makes no claim
+    assert "another teacher file" not in text  # no full-protocol table to differ from
+
+
+def test_report_says_when_the_headline_used_other_teachers(tmp_path):
+    results = tmp_path / "results"
+    _sidecar(results / "nyc-taxi-manhattan", "ratios", quick=False, mae=9.0)
+    meta = json.loads((results / "nyc-taxi-manhattan/ratios.json").read_text())
+    head = {"git": "abc", "created": "2026-01-01", "machine": "m", "dataset": "nyc-taxi-manhattan",
+            "train_ratio": 0.1, "seeds": [0], "epochs": 100, "patience": 15,
+            "student_trained_on": "taxi", "verdict": {}, "summary": [],
+            "llm_mean_teacher": {"file": "runs/h/mean.npz", "test": {"mae": 11.618},
+                                 "seeds": [0, 1], "cpu_hours": 1.0}}
+    (results / "headline.json").write_text(json.dumps(head))
+    doc = tmp_path / "results.md"
+    build_report([results], doc)
+    text = doc.read_text()
+    assert "another teacher file" not in text  # the sidecar's teacher names no file
+    meta["teacher"]["file"] = "runs/full/decay.npz"
+    (results / "nyc-taxi-manhattan/ratios.json").write_text(json.dumps(meta))
+    doc.unlink()
+    build_report([results], doc)
+    text = doc.read_text()
+    note = text[text.index(END):text.index("## Claims at a glance")]
+    assert "git abc" in note and "test MAE 11.618" in note
+    assert "`runs/full/decay.npz` (its own test MAE 9.500)" in note
+    meta["teacher"]["file"] = "runs/h/mean.npz"  # the same file as the headline's: nothing to say
+    (results / "nyc-taxi-manhattan/ratios.json").write_text(json.dumps(meta))
+    doc.unlink()
+    build_report([results], doc)
+    assert "another teacher file" not in doc.read_text()
 
 
 def test_cost_table_rows_and_report(tmp_path, shared_data):
