@@ -20,10 +20,12 @@ from flowdistill.experiments.common import (
     BenchConfig,
     RunCache,
     RunKey,
+    cpu_sample,
     dataset_slug,
+    other_cores,
     publish_folder,
 )
-from flowdistill.experiments.cost import CostConfig, cpu_sample, measure_costs, other_cores, render
+from flowdistill.experiments.cost import CostConfig, measure_costs, render
 from flowdistill.experiments.headline import END, START
 from flowdistill.experiments.report import (
     _reading_ablation,

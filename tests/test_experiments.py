@@ -249,6 +249,8 @@ def test_scalability_rows(bench, tmp_path):
     }
     side = json.loads((tmp_path / "scalability.json").read_text())
     assert side["flops"]["flops_per_window"] > 0 and side["flops"]["ratio"] > 0
+    md = (tmp_path / "scalability.md").read_text()
+    assert "cores busy on average" in md or "load average counts" in md  # shared or not: said
 
 
 def test_report_from_folders(bench, tmp_path):

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -729,3 +730,43 @@ def finish(
             os.replace(tmp, dest / f.name)
         paths["published"] = dest / f"{name}.json"
     return paths
+
+
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(wall seconds, CPU seconds the whole machine was busy, CPU seconds of this process), or
+    None where /proc/stat is missing: two samples tell how much other work shared the run."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 8:
+        return None
+    # user nice system idle iowait irq softirq [steal ...]: busy = all but idle and iowait
+    ticks = [int(x) for x in fields[1:8]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return time.monotonic(), busy, own.user + own.system
+
+
+def other_cores(before: tuple[float, float, float] | None,
+                after: tuple[float, float, float] | None) -> float | None:
+    """Cores other processes kept busy on average between two :func:`cpu_sample` calls."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    busy, own = after[1] - before[1], after[2] - before[2]
+    return max(0.0, (busy - own) / (after[0] - before[0]))
+
+
+# Below this many cores of other work on average, a timed run counts as alone on the machine.
+QUIET_CORES = 0.2
+
+
+def machine_share(others: float | None) -> str:
+    """Words for :func:`other_cores`: whether timings are this process's alone or upper bounds."""
+    if others is None:  # no /proc/stat (or an older file): only the load average is known
+        return ("the load average counts this process's own thread(s); above that, other work "
+                "shared the machine and the timings are upper bounds for a quiet machine")
+    if others < QUIET_CORES:
+        return f"other processes kept {others:.2f} cores busy on average during the run: a quiet machine"
+    return (f"other processes kept {others:.2f} cores busy on average during the run: timings are "
+            "upper bounds for a quiet machine")

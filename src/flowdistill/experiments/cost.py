@@ -43,9 +43,12 @@ from flowdistill.data.errors import DataError
 from flowdistill.data.windows import WindowAligned, WindowConfig, Windows
 from flowdistill.engine.trainer import SupervisedObjective, TrainConfig
 from flowdistill.experiments.common import (
+    cpu_sample,
     dataset_slug,
     machine_description,
+    machine_share,
     markdown_table,
+    other_cores,
 )
 from flowdistill.experiments.runs import KD_BASELINES, RunSpec, cached_dataset, neighbours_for
 from flowdistill.experiments.runs import provenance as run_provenance
@@ -243,31 +246,6 @@ def _llm_teacher_row(cfg: CostConfig, timed_steps: int) -> tuple[dict[str, Any] 
     return row, f"LLM teacher measured from {cfg.teacher_model_dir} ({load_s:.0f} s to load)"
 
 
-def cpu_sample() -> tuple[float, float, float] | None:
-    """(wall seconds, CPU seconds the whole machine was busy, CPU seconds of this process), or
-    None where /proc/stat is missing: two samples tell how much other work shared the run."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return None
-    if not fields or fields[0] != "cpu" or len(fields) < 8:
-        return None
-    # user nice system idle iowait irq softirq [steal ...]: busy = all but idle and iowait
-    ticks = [int(x) for x in fields[1:8]]
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-    own = os.times()
-    return time.monotonic(), busy, own.user + own.system
-
-
-def other_cores(before: tuple[float, float, float] | None,
-                after: tuple[float, float, float] | None) -> float | None:
-    """Cores other processes kept busy on average between two :func:`cpu_sample` calls."""
-    if before is None or after is None or after[0] <= before[0]:
-        return None
-    busy, own = after[1] - before[1], after[2] - before[2]
-    return max(0.0, (busy - own) / (after[0] - before[0]))
-
-
 def measure_costs(cfg: CostConfig) -> dict[str, Any]:
     """Every row, in this one process, then cost.json and cost.md under RESULTS/<dataset>/."""
     from flowdistill.models.base import available_models
@@ -342,10 +320,6 @@ def measure_costs(cfg: CostConfig) -> dict[str, Any]:
     return doc
 
 
-# Below this many cores of other work on average, the cost run counts as alone on the machine.
-QUIET_CORES = 0.2
-
-
 def _f(v: float | None, digits: int = 2) -> str:
     return "–" if v is None else f"{v:,.{digits}f}"
 
@@ -364,16 +338,7 @@ def render(doc: dict[str, Any]) -> str:
                      _f(r.get("latency_b64_ms"), 3), _f(r.get("peak_infer_mib_b64"), 1),
                      _f(r.get("peak_train_mib"), 1)])
     lb, la = doc["load_before"], doc["load_after"]
-    others = doc.get("other_cores")
-    if others is None:  # no /proc/stat (or an older file): only the load average is known
-        share = ("the load average counts this process's own thread(s); above that, other work "
-                 "shared the machine and the timings are upper bounds for a quiet machine")
-    elif others < QUIET_CORES:
-        share = (f"other processes kept {others:.2f} cores busy on average during the run: a "
-                 "quiet machine")
-    else:
-        share = (f"other processes kept {others:.2f} cores busy on average during the run: "
-                 "timings are upper bounds for a quiet machine")
+    share = machine_share(doc.get("other_cores"))
     text = (f"Measured in one run on {doc['machine']} (git {doc['git']}, {doc['created']}); "
             f"1-minute load average {lb[0]:.1f} before and {la[0]:.1f} after ({share}). "
             f"{doc['method']}. Dataset "

@@ -23,7 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from flowdistill.experiments.common import BenchConfig, RunCache, RunKey
+from flowdistill.experiments.common import (
+    BenchConfig,
+    RunCache,
+    RunKey,
+    cpu_sample,
+    other_cores,
+)
 
 
 @contextlib.contextmanager
@@ -128,6 +134,7 @@ def measure(
     test_ids = windows.ids("test")
     rows: list[dict[str, Any]] = []
     flops: dict[str, Any] = {}
+    before = cpu_sample()
     total = len(models) * (len(batch_sizes) + len(multiples))
     with Progress(console=console, disable=not cfg.progress) as bar:
         task = bar.add_task("scalability", total=total)
@@ -180,4 +187,5 @@ def measure(
               "peak of the running sum of allocations and frees recorded by torch.profiler "
               "(profile_memory=True) during one forward pass; weights and input excluded")
     return {"rows": rows, "device": str(device), "memory_method": method,
-            "test_windows": int(len(test_ids)), "flops": flops}
+            "test_windows": int(len(test_ids)), "flops": flops,
+            "other_cores": other_cores(before, cpu_sample())}

@@ -23,6 +23,7 @@ from flowdistill.experiments.common import (
     finish,
     fmt,
     fmt_pm,
+    machine_share,
     markdown_table,
     mean_std,
     pyplot,
@@ -492,7 +493,7 @@ def scalability(
             f"**Latency**: wall time of forward passes (no_grad, eval mode, batches of "
             f"{latency_batch}) over the test windows tiled {multiples[0]}×…{multiples[-1]}× "
             f"({res['test_windows']} windows at 1×), median of {repeats} repeat(s), data "
-            "already in tensors.\n\n")
+            f"already in tensors; {machine_share(res.get('other_cores'))}.\n\n")
     body += "### Peak forward memory (MiB) vs batch size\n\n" + markdown_table(
         ["model"] + [str(b) for b in batch_sizes],
         [[m] + [fmt(next((x["value"] for x in mem if x["model"] == m and x["x"] == b), None), 1)
