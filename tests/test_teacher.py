@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -450,6 +451,41 @@ def test_cached_prefix_gives_the_same_forecast(windows, tokenizer):
     assert model.tokenize([30]).ids.shape[1] > 0
     torch.testing.assert_close(cached, whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(again, cached)
+
+
+class LegacyCacheAPI(torch.nn.Module):
+    """A decoder as transformers before the rename exposed it: ``past_key_values`` in and out."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def forward(self, inputs_embeds, attention_mask=None, past_key_values=None, use_cache=None):
+        out = self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                         cache=past_key_values, use_cache=use_cache)
+        return SimpleNamespace(last_hidden_state=out.last_hidden_state, past_key_values=out.cache)
+
+
+def test_cached_prefix_works_with_the_older_cache_keyword(windows, tokenizer):
+    """transformers 5.17 (the GPU image) names the cache past_key_values: same forecast."""
+    from flowdistill.teacher.model import decoder_cache
+
+    assert decoder_cache(SimpleNamespace(past_key_values=1)) == (1, "past_key_values")
+    assert decoder_cache(SimpleNamespace(cache=2, past_key_values=None)) == (2, "cache")
+    with pytest.raises(RuntimeError, match="no key/value cache"):
+        decoder_cache(SimpleNamespace(last_hidden_state=0))
+    model = tiny_teacher(windows, tokenizer).eval()
+    b = batch(windows, n=3)
+    args = (b["x"], b["tod"], b["dow"])
+    with torch.no_grad():
+        new_api = model(*args, index=b["index"])
+        model.decoder = LegacyCacheAPI(model.decoder)
+        model.train().eval()  # drop the stored prefix
+        old_api = model(*args, index=b["index"])
+    torch.testing.assert_close(old_api, new_api)
 
 
 def test_teacher_windows_join_sources_without_crossing(tokenizer):

@@ -93,6 +93,20 @@ class TokenBatch:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def decoder_cache(out: Any) -> tuple[Any, str]:
+    """(key/value cache, keyword to pass it back) of a decoder output run with ``use_cache``.
+
+    transformers renamed ``past_key_values`` to ``cache`` (the output field and the forward
+    keyword) in the 5.x series; the GPU image had 5.17 (``past_key_values``) while this machine has
+    5.25 (``cache``), and the dependency floor is 4.45, so both are read.
+    """
+    for name in ("cache", "past_key_values"):
+        value = getattr(out, name, None)
+        if value is not None:
+            return value, name
+    raise RuntimeError(f"{type(out).__name__} carries no key/value cache (use_cache=True)")
+
+
 class STLLMTeacher(nn.Module):
     """UrbanGPT-style teacher on any decoder-only LM (built by :func:`build_teacher`)."""
 
@@ -219,21 +233,24 @@ class STLLMTeacher(nn.Module):
         self._prefix_cache = None  # weights may change: the prefix's keys/values with them
         return super().train(mode)
 
-    def _prefix_kv(self, batch: int, device: torch.device, dtype: torch.dtype) -> tuple[Any, int]:
-        """Keys/values of the constant prefix, computed once (once per call while training)."""
+    def _prefix_kv(
+        self, batch: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Any, int, str]:
+        """Keys/values of the constant prefix, computed once (once per call while training), its
+        length, and the keyword the decoder takes them back by."""
         reuse = not self.training and not torch.is_grad_enabled()
         if reuse and self._prefix_cache is not None:
-            cache, plen = self._prefix_cache
+            cache, plen, kw = self._prefix_cache
         else:
             pids = self.prefix_ids().to(device)
             emb = self.decoder.get_input_embeddings()(pids).to(dtype)
-            cache = self.decoder(inputs_embeds=emb, use_cache=True).cache
+            cache, kw = decoder_cache(self.decoder(inputs_embeds=emb, use_cache=True))
             plen = pids.shape[1]
             if reuse:
-                self._prefix_cache = (cache, plen)
+                self._prefix_cache = (cache, plen, kw)
         cache = copy.deepcopy(cache) if reuse else cache
         cache.batch_repeat_interleave(batch)
-        return cache, plen
+        return cache, plen, kw
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -262,10 +279,10 @@ class STLLMTeacher(nn.Module):
         dtype = next(self.decoder.parameters()).dtype
         mask = tokens.mask.to(x.device)
         if self.uses_prefix_cache:
-            cache, plen = self._prefix_kv(emb.shape[0], x.device, dtype)
+            cache, plen, kw = self._prefix_kv(emb.shape[0], x.device, dtype)
             mask = torch.cat([mask.new_ones(mask.shape[0], plen), mask], dim=1)
             hidden = self.decoder(
-                inputs_embeds=emb.to(dtype), attention_mask=mask, cache=cache
+                inputs_embeds=emb.to(dtype), attention_mask=mask, **{kw: cache}
             ).last_hidden_state.float()
         else:
             hidden = self.decoder(inputs_embeds=emb.to(dtype), attention_mask=mask).last_hidden_state
