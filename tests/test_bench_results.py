@@ -436,3 +436,23 @@ def test_horizon_and_volume_readings_count_wins_beyond_the_spread():
         # gaps: 0.5 in the quietest, -0.5 in the busiest
         "FlowDistill's MAE advantage over the best other model larger in the busiest bucket "
         "than in the quietest: **no**"]
+
+
+def test_scalability_facts_say_untrained_not_a_protocol():
+    """Cost of untrained architectures: no training line, no teacher, no distillation note."""
+    from flowdistill.experiments.report import table_facts
+
+    meta = {"experiment": "scalability", "quick": False, "preset": "full", "device": "cpu",
+            "dataset": "nyc-taxi-manhattan", "seeds": [0], "epochs": 100, "patience": 15,
+            "teacher": {"kind": "none", "description": "none",
+                        "kd_baselines": "easyst distil from astgcn trained at each run's own "
+                                        "ratio and seed"},
+            "provenance": {"created": "2026-12-04", "git": "abc1234", "machine": "m"}}
+    text = table_facts(meta)
+    assert "untrained models on cpu" in text and "dataset nyc-taxi-manhattan" in text
+    assert "FULL protocol" not in text and "distil from" not in text
+    assert "teacher of the FlowDistill student" not in text
+    assert "git abc1234" in text
+    meta["experiment"] = "ratios"
+    text = table_facts(meta)
+    assert "FULL protocol" in text and "distil from astgcn" in text

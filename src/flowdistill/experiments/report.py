@@ -397,14 +397,20 @@ def table_facts(meta: dict[str, Any]) -> str:
         val_batches=meta.get("val_batches", c.get("val_batches", 0)), protocol=lambda: preset)
     period = meta.get("period") or [c.get("start"), c.get("end")]
     prov = meta.get("provenance", {})
+    untrained = meta.get("experiment") == "scalability"  # cost of the architectures alone
+    dataset = (f"- dataset {dataset_of(meta)}"
+               + (f" from {period[0] or 'start'} to {period[1] or 'end'}" if any(period)
+                  else " (default period: 2019 for the built-in NYC data)"))
     lines = [
+        f"- untrained models on {meta.get('device', 'cpu')}: memory and latency only (no "
+        "training, so no protocol, teacher or seeds apply)", dataset,
+    ] if untrained else [
         f"- {protocol_line(facts)}",  # type: ignore[arg-type]
-        f"- dataset {dataset_of(meta)}"
-        + (f" from {period[0] or 'start'} to {period[1] or 'end'}" if any(period)
-           else " (default period: 2019 for the built-in NYC data)"),
+        dataset,
         f"- teacher of the FlowDistill student: {teacher_line(meta.get('teacher'))}",
     ]
-    if isinstance(meta.get("teacher"), dict) and meta["teacher"].get("kd_baselines"):
+    if (not untrained and isinstance(meta.get("teacher"), dict)
+            and meta["teacher"].get("kd_baselines")):
         lines.append(f"- {meta['teacher']['kd_baselines']}")
     lines.append(f"- created {prov.get('created')}, git {meta.get('git', prov.get('git'))}; "
                  f"machine {meta.get('machine', prov.get('machine'))}")
