@@ -25,9 +25,6 @@ step teacher predict; /usr/bin/time -f "%e s wall" $FD teacher predict --model $
 step distill; /usr/bin/time -f "%e s wall" $FD distill --teacher $W/teacher.npz --dataset nyc-taxi-manhattan --train-ratio 0.1 --seed 0 --epochs $EP --device $DEV --quiet --out $W/student 2>&1 | tail -n 8
 step stid; /usr/bin/time -f "%e s wall" $FD train --model stid --dataset nyc-taxi-manhattan --train-ratio 0.1 --seed 0 --epochs $EP --device $DEV --quiet --out $W/stid 2>&1 | tail -n 8
 step scalability; /usr/bin/time -f "%e s wall" $FD bench scalability --dataset nyc-taxi-manhattan --out $W/scal --seeds 0 --device $DEV --quiet --no-publish 2>&1 | tail -n 5
-step collect
-cp $W/teacher/teacher.json $O/teacher.json 2>/dev/null
-cp $W/student/metrics.json $O/student-metrics.json 2>/dev/null
-cp $W/stid/metrics.json $O/stid-metrics.json 2>/dev/null
+step collect  # step() copies the finished steps' outputs into $O
 find $W/scal -name "scalability.md" -exec cp {} $O/scalability.md \; ; find $W/scal -name "scalability.json" -exec cp {} $O/scalability.json \;
 ls -la $O
