@@ -2,8 +2,17 @@
 validation MAE (test MAE is printed beside it, never used to choose).
 
     python scripts/readings.py --teacher FILE --out runs/readings [--epochs 20 --patience 5]
+    python scripts/readings.py --study tbl --dataset nyc-bike-manhattan --teacher FILE \
+        --out runs/readings-tbl/nyc-bike-manhattan --store docs/results/nyc-bike-manhattan/cells
 
-Writes OUT/readings.csv and OUT/readings.md (the table in docs/design-decisions.md comes from it).
+``--study search`` (the first sweep) starts from one reading and changes one factor at a time.
+``--study tbl`` (the second, with the LLM teacher) starts from the defaults the first chose
+(``TBL_BASE``: the teacher-bounded term gated per batch with the truth as target) and varies only
+the teacher-bounded loss and the temporal reference: the readings through which a good teacher can
+reach the student beyond L_spa. With ``--store``, the base and the no-L_tbl runs are read from the
+kept full-protocol cells made under that base (same teacher file, same settings; today
+docs/results-superseded/tbl-eq2-truth-batch/DATASET/cells) instead of trained again.
+Writes OUT/readings.csv and OUT/readings.md (the tables in docs/design-decisions.md come from it).
 Finished runs (OUT/<name>/metrics.json) are reused, so an interrupted sweep resumes.
 """
 
@@ -51,6 +60,32 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+# the defaults the first study chose, the base of the second
+TBL_BASE = replace(DistillConfig(), tbl_gate="eq2", tbl_target="truth", tbl_granularity="batch")
+DEFAULT = "default: tbl eq2/truth/batch, spa teacher/difference, tem truth/difference"
+NO_TBL = "off: no L_tbl"
+# the teacher-bounded study: variants of today's defaults (stored cells: the two kept names)
+TBL_VARIANTS: dict[str, dict] = {
+    DEFAULT: {},
+    NO_TBL: dict(use_tbl=False),
+    "tbl: eq2 gate, teacher target, per element": dict(tbl_target="teacher",
+                                                       tbl_granularity="element"),
+    "tem: teacher, difference": dict(tem_reference="teacher"),
+    "tbl: eq2 gate, teacher target, per element, lambda_tbl 0.5": dict(
+        tbl_target="teacher", tbl_granularity="element", lambda_tbl=0.5),
+    "tbl: eq2 gate, teacher target, per element, lambda_tbl 1": dict(
+        tbl_target="teacher", tbl_granularity="element", lambda_tbl=1.0),
+    "tbl: eq2 gate, teacher target, per window": dict(tbl_target="teacher",
+                                                      tbl_granularity="sample"),
+    "tbl: eq2 gate, teacher target, per batch": dict(tbl_target="teacher"),
+    "tbl: eq2 gate, truth target, per element": dict(tbl_granularity="element"),
+    "tbl: text gate, truth target, per element": dict(tbl_gate="text", tbl_granularity="element"),
+    "tbl: text gate, truth target, per element, delta 2": dict(
+        tbl_gate="text", tbl_granularity="element", delta=2.0),
+}
+STORED = {DEFAULT: "flowdistill", NO_TBL: "flowdistill@no-tbl"}
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:60]
 
@@ -60,6 +95,10 @@ def main() -> None:
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--dataset", default="nyc-taxi-manhattan")
+    ap.add_argument("--study", choices=("search", "tbl"), default="search")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="kept cells (docs/results/DATASET/cells) to read the default runs from")
     ap.add_argument("--train-ratio", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
@@ -67,20 +106,34 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma list of variant-name prefixes")
     args = ap.parse_args()
     rows = []
-    names = list(VARIANTS)
+    base, variants = (BASE, VARIANTS) if args.study == "search" else (TBL_BASE, TBL_VARIANTS)
+    names = list(variants)
     if args.only:
         names = [n for n in names if any(n.startswith(p) for p in args.only.split(","))]
     for name in names:
-        cfg = replace(BASE, **VARIANTS[name])
-        # a variant equal to the default is the default: do not train it twice
-        if name != START and cfg == BASE:
+        cfg = replace(base, **variants[name])
+        # a variant equal to the starting reading is that reading: do not train it twice
+        if name not in (START, DEFAULT) and cfg == base:
             continue
         out = args.out / slug(name)
-        if (out / "metrics.json").exists():
+        kept = (args.store / STORED[name] / f"r{args.train_ratio:g}" / f"s{args.seed}.json"
+                if args.store is not None and args.study == "tbl" and name in STORED else None)
+        if kept is not None and kept.exists():
+            result = json.loads(kept.read_text())
+            run_cfg = result["config"]["run"]
+            same = (run_cfg["distill"] == json.loads(json.dumps(cfg.to_dict()))
+                    and run_cfg["train"]["max_epochs"] == args.epochs
+                    and run_cfg["train"]["patience"] == args.patience
+                    and run_cfg["dataset"] == args.dataset
+                    and Path(result["teacher"]["file"]).name == Path(args.teacher).name)
+            if not same:
+                raise SystemExit(f"{kept} was made with other settings than {name!r}")
+        elif (out / "metrics.json").exists():
             result = json.loads((out / "metrics.json").read_text())
         else:
             spec = RunSpec(
-                data_dir=args.data_dir, train_ratio=args.train_ratio, seed=args.seed,
+                dataset=args.dataset, data_dir=args.data_dir, train_ratio=args.train_ratio,
+                seed=args.seed,
                 teacher=args.teacher, distill=cfg,
                 train=TrainConfig(max_epochs=args.epochs, patience=args.patience, progress=False),
             )
@@ -99,7 +152,7 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     lines = [
-        f"Student at train ratio {args.train_ratio}, seed {args.seed}, teacher "
+        f"{args.dataset}: student at train ratio {args.train_ratio}, seed {args.seed}, teacher "
         f"`{rows[0]['teacher']}` ({Path(args.teacher).name}), at most {args.epochs} epochs "
         f"(patience {args.patience}). Sorted by validation MAE.",
         "",

@@ -132,3 +132,28 @@ def test_objective_switches_drop_terms():
     assert set(logs) == {"reg"}
     assert float(bare) == pytest.approx(3.0)
     assert float(full) > float(bare)
+
+
+def test_default_teacher_bounded_term_carries_the_teacher():
+    """Under the default reading L_tbl must depend on the teacher's forecast, not only rescale
+    L_reg (the earlier truth/batch default did: its gate never shut on the teacher's own training
+    windows, so L_tbl equalled L_reg). Where the teacher is more than δ worse, the element is off."""
+    cfg = DistillConfig(k_r=1, use_ib=False, use_spatial=False, use_temporal=False)
+    nb = np.array([[1], [0]])
+    truth = t([[10.0, 20.0]]).float()
+    pred = t([[12.0, 20.0]]).float().requires_grad_()
+    logs = {}
+    grads = []
+    for teacher in (t([[11.0, 21.0]]), t([[14.0, 19.0]]), t([[11.0, 50.0]])):
+        pred.grad = None
+        batch = {"y": truth, "x": truth[:, :1].clone(), "teacher": teacher.float()}
+        loss, logs = DistillObjective(cfg, nb)(ForecastOutput(pred, {}), batch, _Scaler())
+        loss.backward()
+        grads.append(pred.grad.flatten().tolist())
+    # |12−11| + |20−21| = 2 over 2 elements; the third teacher is 30 worse than the student at
+    # element 1 (> δ = 10): only element 0 is on, |12−11| / 2
+    assert logs["tbl"] == pytest.approx(0.5)
+    # reg gradient: sign(pred − truth)/2 = (0.5, 0 at the tie); tbl adds λ·sign(pred − teacher)/2
+    assert grads[0] == pytest.approx([0.5 + 0.05, -0.05])
+    assert grads[1] == pytest.approx([0.5 - 0.05, 0.05])
+    assert grads[2] == pytest.approx([0.5 + 0.05, 0.0])
