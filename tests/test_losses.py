@@ -46,8 +46,12 @@ def test_teacher_bounded_batch_granularity_and_mask():
     teacher = t([[10.0, 0.0]])
     on = teacher_bounded_loss(student, teacher, truth, delta=10, granularity="batch")
     assert float(on) == pytest.approx(15.0)
-    off = teacher_bounded_loss(student, teacher, truth, delta=20, granularity="batch")
+    stats = {}
+    off = teacher_bounded_loss(student, teacher, truth, delta=20, granularity="batch", stats=stats)
     assert float(off) == 0.0
+    assert stats == {"on": 0.0}
+    teacher_bounded_loss(student, teacher, truth, delta=10, granularity="batch", stats=stats)
+    assert stats == {"on": 1.0}  # one gate for the batch, counted over the scored element only
 
 
 def test_teacher_bounded_gradient_flows_to_student_only():
@@ -126,7 +130,7 @@ def test_objective_switches_drop_terms():
     out = ForecastOutput(truth + 3.0, {"kl": torch.tensor(2.0)})
     nb = np.array([[1], [0]])
     full, logs = DistillObjective(DistillConfig(k_r=1), nb)(out, batch, _Scaler())
-    assert set(logs) == {"reg", "tbl", "kl", "spa", "tem"}
+    assert set(logs) == {"reg", "tbl", "tbl_on", "kl", "spa", "tem"}
     bare_cfg = DistillConfig(k_r=1, use_tbl=False, use_ib=False, use_spatial=False, use_temporal=False)
     bare, logs = DistillObjective(bare_cfg, nb)(out, batch, _Scaler())
     assert set(logs) == {"reg"}
@@ -153,6 +157,7 @@ def test_default_teacher_bounded_term_carries_the_teacher():
     # |12−11| + |20−21| = 2 over 2 elements; the third teacher is 30 worse than the student at
     # element 1 (> δ = 10): only element 0 is on, |12−11| / 2
     assert logs["tbl"] == pytest.approx(0.5)
+    assert logs["tbl_on"] == pytest.approx(0.5)
     # reg gradient: sign(pred − truth)/2 = (0.5, 0 at the tie); tbl adds λ·sign(pred − teacher)/2
     assert grads[0] == pytest.approx([0.5 + 0.05, -0.05])
     assert grads[1] == pytest.approx([0.5 - 0.05, 0.05])

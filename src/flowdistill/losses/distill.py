@@ -91,12 +91,14 @@ class DistillObjective:
         if c.needs_teacher and teacher is None:
             raise ValueError("this objective needs teacher predictions in the batch")
         if c.use_tbl and c.lambda_tbl:
+            gate: dict[str, float] = {}
             tbl = teacher_bounded_loss(
                 pred, teacher, truth, c.delta, c.tbl_gate, c.tbl_target, c.tbl_granularity,
-                c.mask_threshold,
+                c.mask_threshold, stats=gate,
             )
             loss = loss + c.lambda_tbl * tbl
             logs["tbl"] = float(tbl.detach())
+            logs["tbl_on"] = gate["on"]  # share of elements where the teacher is trusted
         if c.use_ib and c.lambda_kl and "kl" in out.aux:
             kl = kl_term(out.aux["kl"])
             loss = loss + c.lambda_kl * kl

@@ -43,6 +43,7 @@ def teacher_bounded_loss(
     target: str = "truth",
     granularity: str = "element",
     mask_threshold: float | None = 0.0,
+    stats: dict[str, float] | None = None,
 ) -> torch.Tensor:
     """Teacher-bounded regression loss (Eq. 2) under the paper's open readings.
 
@@ -53,6 +54,8 @@ def teacher_bounded_loss(
     ``target``: the gated loss is L_reg(Ŷ, Y) (``"truth"``, the teacher only bounds) or
     L_reg(Ŷ, Ỹ) (``"teacher"``, the teacher is the target where it is trusted).
     ``granularity``: losses compared per element, per window (``"sample"``) or per batch.
+    ``stats``, when given, receives ``"on"``: the share of scored elements where the gate is open
+    (logged by the objective, so a run shows whether the teacher was trusted at all).
     """
     if gate not in GATES or target not in TBL_TARGETS or granularity not in GRANULARITIES:
         raise ValueError(f"bad teacher-bounded reading: gate={gate} target={target} g={granularity}")
@@ -63,8 +66,11 @@ def teacher_bounded_loss(
     ls = _reduce_per(err_s.detach(), mask, granularity)
     lt = _reduce_per(err_t, mask, granularity)
     on = (ls - lt > delta) if gate == "text" else (lt - ls < delta)
+    on = on.expand_as(err_s).to(err_s.dtype)
+    if stats is not None:
+        stats["on"] = float(_masked_mean(on, mask))
     term = err_s if target == "truth" else (student - teacher).abs()
-    return _masked_mean(term * on.to(term.dtype), mask)
+    return _masked_mean(term * on, mask)
 
 
 def kl_term(kl: torch.Tensor) -> torch.Tensor:
