@@ -484,7 +484,8 @@ def headline_teacher_note(run_dirs: list[Path],
             + (f" (the mean of the LLM teacher's seeds: test MAE {mean_mae:.3f})"
                if isinstance(mean_mae, (int, float)) else "")
             + f". The full-protocol tables of {head.get('dataset')} below use another teacher "
-            f"file: {theirs}. Compare students within one table, not across.\n")
+            f"file: {theirs}, and the student's loss readings may differ between the two revisions "
+            "(`docs/design-decisions.md`). Compare students within one table, not across.\n")
 
 
 def _section(name: str, d: Path, meta: dict[str, Any], out: Path, level: int) -> tuple[str, list[str]]:
