@@ -27,7 +27,7 @@ from flowdistill.data.dataset import atomic_write_text
 from flowdistill.data.errors import DataError
 from flowdistill.engine.trainer import TrainConfig, write_json
 from flowdistill.experiments.runs import KD_BASELINES, RunSpec, provenance, run
-from flowdistill.losses.distill import DistillConfig
+from flowdistill.losses.distill import DistillConfig, active_settings
 
 ALL_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 BASELINES = ("stid", "stwa", "bigst", "stsgcn", "astgcn", "stmlp", "easyst")
@@ -389,7 +389,12 @@ _COMPARED = ("model", "dataset", "start", "end", "train_ratio", "seed", "model_o
 
 def spec_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Names of the settings in which a saved run differs from the one wanted."""
-    diff = [k for k in _COMPARED if _norm(saved.get(k)) != _norm(wanted.get(k))]
+    def setting(d: dict[str, Any], k: str) -> Any:
+        v = _norm(d.get(k))
+        # the student's loss settings as they act: a term that is off ignores its readings
+        return active_settings(v) if k == "distill" and isinstance(v, dict) else v
+
+    diff = [k for k in _COMPARED if setting(saved, k) != setting(wanted, k)]
     for k in ("max_epochs", "patience", "limit_train_batches", "limit_val_batches"):
         if saved.get("train", {}).get(k) != wanted.get("train", {}).get(k):
             diff.append(k)

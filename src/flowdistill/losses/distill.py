@@ -70,6 +70,33 @@ class DistillConfig:
                        if self.tem_reference == "teacher" else self.tem_reference)
 
 
+# The settings only one term reads, keyed by the switch and weight that turn the term off.
+_TERM_SETTINGS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("use_tbl", "lambda_tbl"): ("delta", "tbl_gate", "tbl_target", "tbl_granularity"),
+    ("use_ib", "lambda_kl"): (),
+    ("use_spatial", "lambda_spa"): ("k_r", "spa_reference", "spa_form"),
+    ("use_temporal", "lambda_tem"): ("window", "tem_reference", "tem_form"),
+}
+
+
+def active_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a (saved) :class:`DistillConfig` that act on the run.
+
+    A term that is switched off or weighted 0 is reduced to ``use_…: False``: its weight and its
+    readings are dropped, so two runs that differ only there (the ``no-tbl`` ablation under two
+    teacher-bounded readings) are the same run to a cache. The bottleneck counts as off only
+    with ``use_ib=False``: a KL weight of 0 keeps its noise, and the switch also changes the
+    model."""
+    out = dict(settings)
+    for (switch, weight), names in _TERM_SETTINGS.items():
+        if out.get(switch, True) and (switch == "use_ib" or out.get(weight, 1.0)):
+            continue
+        out[switch] = False
+        for name in (weight, *names):
+            out.pop(name, None)
+    return out
+
+
 class DistillObjective:
     """Callable used by the engine: (model output, batch, scaler) → (loss, logged parts)."""
 
