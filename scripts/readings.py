@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from flowdistill.engine import TrainConfig
+from flowdistill.experiments.common import spec_differences
 from flowdistill.experiments.runs import RunSpec, run
 from flowdistill.losses import DistillConfig
 
@@ -116,27 +117,24 @@ def main() -> None:
         if name not in (START, DEFAULT) and cfg == base:
             continue
         out = args.out / slug(name)
+        spec = RunSpec(
+            dataset=args.dataset, data_dir=args.data_dir, train_ratio=args.train_ratio,
+            seed=args.seed, teacher=args.teacher, distill=cfg,
+            train=TrainConfig(max_epochs=args.epochs, patience=args.patience, progress=False),
+        )
         kept = (args.store / STORED[name] / f"r{args.train_ratio:g}" / f"s{args.seed}.json"
                 if args.store is not None and args.study == "tbl" and name in STORED else None)
         if kept is not None and kept.exists():
             result = json.loads(kept.read_text())
-            run_cfg = result["config"]["run"]
-            same = (run_cfg["distill"] == json.loads(json.dumps(cfg.to_dict()))
-                    and run_cfg["train"]["max_epochs"] == args.epochs
-                    and run_cfg["train"]["patience"] == args.patience
-                    and run_cfg["dataset"] == args.dataset
-                    and Path(result["teacher"]["file"]).name == Path(args.teacher).name)
-            if not same:
-                raise SystemExit(f"{kept} was made with other settings than {name!r}")
+            # the sweep cache's own comparison; the teacher by file name (the same forecasts)
+            diff = spec_differences(result["config"]["run"], spec.to_dict())
+            if Path(result["teacher"]["file"]).name != Path(args.teacher).name:
+                diff.append("teacher")
+            if diff:
+                raise SystemExit(f"{kept} differs from {name!r} in {', '.join(diff)}")
         elif (out / "metrics.json").exists():
             result = json.loads((out / "metrics.json").read_text())
         else:
-            spec = RunSpec(
-                dataset=args.dataset, data_dir=args.data_dir, train_ratio=args.train_ratio,
-                seed=args.seed,
-                teacher=args.teacher, distill=cfg,
-                train=TrainConfig(max_epochs=args.epochs, patience=args.patience, progress=False),
-            )
             result = run(spec, out)
         rows.append({
             "reading": name,
