@@ -108,3 +108,14 @@ def test_provenance_names_the_revision_of_code_run_outside_a_clone(monkeypatch):
     monkeypatch.setenv("FLOWDISTILL_GIT_REVISION", "1836d9d")
     p = provenance()
     assert p["git"] == "1836d9d" and "cores" in p["machine"] and "torch thread" in p["machine"]
+
+
+def test_provenance_names_the_gpu_a_run_trained_on(monkeypatch):
+    import torch
+
+    from flowdistill.experiments.runs import provenance
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H200")
+    assert provenance("cuda")["machine"].endswith(", NVIDIA H200")
+    assert "H200" not in provenance("cpu")["machine"] and "H200" not in provenance()["machine"]

@@ -90,12 +90,16 @@ def git_revision() -> str:
         return "unknown"
 
 
-def provenance() -> dict[str, Any]:
+def provenance(device: str | None = None) -> dict[str, Any]:
+    """When, where and with what a run was made; ``device`` names the accelerator a run trained
+    on, so a table mixing cells from a GPU and from the CPU says which is which."""
+    gpu = (torch.cuda.get_device_name(torch.device(device))
+           if device and device.startswith("cuda") and torch.cuda.is_available() else "")
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": ", ".join(x for x in (platform.machine(), platform.processor(),
                                          f"{os.cpu_count()} cores",
-                                         f"{torch.get_num_threads()} torch thread(s)") if x),
+                                         f"{torch.get_num_threads()} torch thread(s)", gpu) if x),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "git": git_revision(),
@@ -224,7 +228,7 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
             "run": spec.to_dict(),
             "model": model_config(spec.model, options),
         },
-        **provenance(),
+        **provenance(spec.train.device),
     }
     is_main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
     result["world_size"] = (
