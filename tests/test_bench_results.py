@@ -415,6 +415,11 @@ def test_time_left_scales_the_kept_cells_by_the_ratio():
     others = [m for m in DEFAULT_MODELS if m != "stid"]
     assert missing == 1 + 12 + 15 * len(others)
     assert untimed == sorted(others)  # no kept cell, no estimate: named, not guessed
+    # a cell trained on a GPU counts as done, but its seconds do not time the CPU's cells
+    gpu = {"config": {"run": {"seed": 2, "train": {"device": "cuda"}}}, "fit": {"seconds": 1.0}}
+    cells[("stid", 0.1)].append(gpu)
+    missing2, seconds2, _ = time_left(cells, seeds=(0, 1, 2))
+    assert missing2 == missing - 1 and seconds2 == pytest.approx(seconds - 150)
 
 
 def test_horizon_and_volume_readings_count_wins_beyond_the_spread():
@@ -456,3 +461,22 @@ def test_scalability_facts_say_untrained_not_a_protocol():
     meta["experiment"] = "ratios"
     text = table_facts(meta)
     assert "FULL protocol" in text and "distil from astgcn" in text
+
+
+def test_a_table_names_the_cells_trained_on_a_gpu():
+    from flowdistill.experiments.common import RunKey, _gpu_cells
+    from flowdistill.experiments.report import table_facts
+
+    def run(device: str, machine: str) -> dict:
+        return {"config": {"run": {"train": {"device": device}}}, "machine": machine}
+
+    runs = {RunKey("stid", 0.2, 0): run("cpu", "cpu box"),
+            RunKey("bigst", 0.2, 1): run("cuda", "gpu box, NVIDIA H200")}
+    assert _gpu_cells({RunKey("stid", 0.2, 0): run("cpu", "cpu box")}) == {}
+    meta = {"experiment": "ratios", "quick": False, "preset": "full", "dataset": "d",
+            "seeds": [0, 1], "epochs": 100, "patience": 15, "teacher": None,
+            "provenance": {"created": "x", "git": "abc", "machine": "cpu box"},
+            **_gpu_cells(runs)}
+    assert meta["gpu_cells"] == [["bigst", 0.2, 1]]
+    assert "trained on a GPU (gpu box, NVIDIA H200), same code and protocol: bigst 20 % s1" \
+        in table_facts(meta)

@@ -644,6 +644,21 @@ def _cells(runs: dict[RunKey, dict[str, Any]] | None) -> list[list[Any]]:
     return sorted([k.name, k.ratio, k.seed] for k in (runs or {}))
 
 
+def on_cpu(cell: dict[str, Any]) -> bool:
+    """Whether a run trained on the CPU (a run lent a GPU says so in its run config)."""
+    device = cell.get("config", {}).get("run", {}).get("train", {}).get("device", "cpu")
+    return not str(device).startswith("cuda")
+
+
+def _gpu_cells(runs: dict[RunKey, dict[str, Any]] | None) -> dict[str, list[Any]]:
+    """The cells of a table trained on a GPU and the machines they name (none: nothing)."""
+    gpu = {k: r for k, r in (runs or {}).items() if not on_cpu(r)}
+    if not gpu:
+        return {}
+    return {"gpu_cells": sorted([k.name, k.ratio, k.seed] for k in gpu),
+            "gpu_machines": sorted({str(r.get("machine")) for r in gpu.values()})}
+
+
 _STRENGTH = {"full": 2, "custom": 1, "quick": 1}
 
 
@@ -708,6 +723,7 @@ def finish(
         "provenance": prov,
         "config": cfg.describe(),
         "cells": _cells(runs),
+        **_gpu_cells(runs),
         **(extra_meta or {}),
     }
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "png": out / f"{name}.png",

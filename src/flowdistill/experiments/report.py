@@ -24,7 +24,7 @@ from typing import Any
 from flowdistill.data.dataset import atomic_write_text
 from flowdistill.data.errors import DataError
 from flowdistill.experiments import paper
-from flowdistill.experiments.common import DEFAULT_MODELS, protocol_line, teacher_line
+from flowdistill.experiments.common import DEFAULT_MODELS, on_cpu, protocol_line, teacher_line
 from flowdistill.experiments.headline import END as HEADLINE_END
 from flowdistill.experiments.headline import START as HEADLINE_START
 from flowdistill.experiments.headline import render as render_headline
@@ -260,12 +260,13 @@ def time_left(cells: dict[tuple[str, float], list[dict[str, Any]]],
     Plans a sweep that runs for days on a CPU. A missing cell of a model at ratio r is estimated
     from that model's kept cells: the mean of their training seconds, each scaled by r over its
     own ratio (the training part of an epoch grows with the windows; validation does not, so the
-    estimate leans high for large ratios). It says nothing of early stopping's luck.
+    estimate leans high for large ratios). It says nothing of early stopping's luck. Cells
+    trained on a GPU are counted as done but not timed: their seconds say nothing of a CPU's.
     """
     missing, seconds, untimed = 0, 0.0, set()
     for m in DEFAULT_MODELS:
         timed = [(r, float(c["fit"]["seconds"])) for (n, r), v in cells.items() if n == m
-                 for c in v if c.get("fit", {}).get("seconds")]
+                 for c in v if c.get("fit", {}).get("seconds") and on_cpu(c)]
         for r in PLANNED_RATIOS:
             have = {c["config"]["run"]["seed"] for c in cells.get((m, r), [])}
             for _ in (s for s in seeds if s not in have):
@@ -300,7 +301,8 @@ def progress_section(run_dirs: list[Path]) -> str:
                         row.append("–")
                         continue
                     mae, sd = mean_std([c["test"]["mae"] for c in runs])
-                    seeds = ",".join(str(c["config"]["run"]["seed"]) for c in runs)
+                    seeds = ",".join(str(c["config"]["run"]["seed"]) + ("" if on_cpu(c) else "*")
+                                     for c in runs)
                     row.append(f"{fmt_pm(mae, sd, len(runs), 3)} (s{seeds})")
                 rows.append(row)
             planned = len(DEFAULT_MODELS) * len(PLANNED_RATIOS) * 3
@@ -321,6 +323,10 @@ def progress_section(run_dirs: list[Path]) -> str:
                   for (n, r), v in cells.items() if n == "ha"}
             note = season_note(ha)
             missing, secs, untimed = time_left(cells)
+            gpu = sum(not on_cpu(c) for v in cells.values() for c in v)
+            gpu_note = (f"- seeds marked * ({gpu} cells) trained on the GPU named under machines: "
+                        "same code, protocol and early stopping; only the hardware differs\n"
+                        if gpu else "")
             left = (f"- still to run: {missing} cells, about {secs / 3600:.0f} CPU-hours "
                     "(one thread each) by the kept cells' training times scaled with the ratio"
                     + (f"; not counted, no kept cell to time: {', '.join(untimed)}"
@@ -338,7 +344,7 @@ def progress_section(run_dirs: list[Path]) -> str:
                 + f"- git revisions of the cells: {', '.join(revs)}; machines: "
                 f"{'; '.join(machines)}\n"
                 f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
-                "\n" + left + "\n"
+                "\n" + gpu_note + left + "\n"
                 + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows)
                 + (f"\n{note}\n" if note else ""))
     if not parts:
@@ -414,6 +420,10 @@ def table_facts(meta: dict[str, Any]) -> str:
         lines.append(f"- {meta['teacher']['kd_baselines']}")
     lines.append(f"- created {prov.get('created')}, git {meta.get('git', prov.get('git'))}; "
                  f"machine {meta.get('machine', prov.get('machine'))}")
+    if meta.get("gpu_cells"):
+        lines.append(f"- trained on a GPU ({'; '.join(meta.get('gpu_machines', []))}), same code "
+                     "and protocol: " + ", ".join(f"{m} {100 * r:g} % s{sd}"
+                                                  for m, r, sd in meta["gpu_cells"]))
     return "\n".join(lines) + "\n\n"
 
 

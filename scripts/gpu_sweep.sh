@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Baseline cells of the ratio sweep (issue 9) on a machine with one GPU: one process per
+# (dataset, model group, seed), each over RATIOS in ascending order and killed after T seconds;
+# the cells that finished are kept in /tmp/store/<dataset>/ and packed with the logs into
+# $OUT/cells.tgz. Unpack into docs/results/<dataset>/cells/ (each cell names the GPU).
+#
+#   REV=$(git rev-parse --short HEAD) bash scripts/gpu_sweep.sh
+#   DEV=cpu SEEDS=0 RATIOS=0.2 GROUPS_=bigst EXTRA="--epochs 1" bash scripts/gpu_sweep.sh  # dry run
+#
+# On the lent GPU machine the data does not travel with ../shared: copy the two datasets into an
+# ignored folder and point FLOWDISTILL_DATA_DIR at it; a .whl folder supplies missing packages.
+set -uo pipefail
+export PYTHONPATH=$PWD/src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export FLOWDISTILL_DATA_DIR=${FLOWDISTILL_DATA_DIR:-$PWD/../shared/data}
+export FLOWDISTILL_GIT_REVISION=${REV:-dev} OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+DEV=${DEV:-cuda}; T=${T:-500}; RATIOS=${RATIOS:-0.2,0.3,0.4,0.7}; O=${OUT:-/tmp/devout}
+DATASETS=${DATASETS:-nyc-taxi-manhattan nyc-bike-manhattan}
+GROUPS_=${GROUPS_:-astgcn,stmlp,easyst bigst stwa stsgcn}; SEEDS=${SEEDS:-0 1 2}
+EXTRA=${EXTRA:-}
+if [ -d .whl ] && ! python3 -c "import shapely, pydantic" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site || exit 3
+fi
+nvidia-smi -L 2>/dev/null; nproc
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+python3 -c "import flowdistill.cli" || exit 4
+mkdir -p $O /tmp/logs /tmp/store; date +%T
+for D in $DATASETS; do for G in $GROUPS_; do for S in $SEEDS; do
+  n=$D-${G%%,*}-s$S
+  timeout $T python3 -m flowdistill bench ratios --dataset $D --out /tmp/w/$n --threads 1 --quiet \
+    --store /tmp/store/$D --ratios $RATIOS --seeds $S --models $G --no-publish --device $DEV $EXTRA \
+    > /tmp/logs/$n.log 2>&1 &
+done; done; done
+sleep 20; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
+wait; date +%T
+find /tmp/store -name "*.json" | sort
+for f in /tmp/logs/*.log; do echo "== $f"; tail -n 3 $f; done
+tar -czf $O/cells.tgz -C /tmp store logs; ls -la $O
