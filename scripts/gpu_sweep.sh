@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Baseline cells of the ratio sweep (issue 9) on a machine with one GPU: one process per
 # (dataset, model group, seed), each over RATIOS in ascending order and killed after T seconds;
-# the cells that finished are kept in /tmp/store/<dataset>/ and packed with the logs into
-# $OUT/cells.tgz. Unpack into docs/results/<dataset>/cells/ (each cell names the GPU).
+# kept cells (docs/results/<dataset>/cells/) are skipped, and the cells that finished are packed
+# with the logs into $OUT/cells.tgz: `tar -xzf cells.tgz docs` here adds them (each names the GPU).
 #
 #   REV=$(git rev-parse --short HEAD) bash scripts/gpu_sweep.sh
 #   DEV=cpu SEEDS=0 RATIOS=0.2 GROUPS_=bigst EXTRA="--epochs 1" bash scripts/gpu_sweep.sh  # dry run
@@ -23,15 +23,16 @@ fi
 nvidia-smi -L 2>/dev/null; nproc
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 python3 -c "import flowdistill.cli" || exit 4
-mkdir -p $O /tmp/logs /tmp/store; date +%T
+mkdir -p $O /tmp/logs; touch /tmp/started; date +%T
 for D in $DATASETS; do for G in $GROUPS_; do for S in $SEEDS; do
   n=$D-${G%%,*}-s$S
   timeout $T python3 -m flowdistill bench ratios --dataset $D --out /tmp/w/$n --threads 1 --quiet \
-    --store /tmp/store/$D --ratios $RATIOS --seeds $S --models $G --no-publish --device $DEV $EXTRA \
+    --store docs/results/$D/cells --ratios $RATIOS --seeds $S --models $G --no-publish --device $DEV $EXTRA \
     > /tmp/logs/$n.log 2>&1 &
 done; done; done
 sleep 20; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait; date +%T
-find /tmp/store -name "*.json" | sort
+find docs/results -path "*/cells/*" -name "*.json" -newer /tmp/started | sort > /tmp/new
+cat /tmp/new
 for f in /tmp/logs/*.log; do echo "== $f"; tail -n 3 $f; done
-tar -czf $O/cells.tgz -C /tmp store logs; ls -la $O
+tar -czf $O/cells.tgz -T /tmp/new -C /tmp logs; ls -la $O
