@@ -35,4 +35,15 @@ wait; date +%T
 find docs/results -path "*/cells/*" -name "*.json" -newer /tmp/started | sort > /tmp/new
 cat /tmp/new
 for f in /tmp/logs/*.log; do echo "== $f"; tail -n 3 $f; done
+# the cells cut at T: how far each got, to size the next loan
+python3 - <<'PY' | tee /tmp/logs/unfinished.txt
+import glob, os, torch
+for f in sorted(glob.glob("/tmp/w/*/runs/*/r*/s*/checkpoints/last.pt")):
+    if os.path.exists(f.rsplit("/checkpoints/", 1)[0] + "/metrics.json"):
+        continue  # finished
+    c = torch.load(f, map_location="cpu", weights_only=False)
+    h = c.get("history") or [{}]
+    print(f"unfinished {'/'.join(f.split('/')[3:4] + f.split('/')[5:8])}: epoch {c.get('epoch')}, "
+          f"{c.get('seconds', 0) / max(1, len(h)):.1f} s/epoch, best val MAE {c.get('best_val_mae')}")
+PY
 tar -czf $O/cells.tgz -T /tmp/new -C /tmp logs; ls -la $O
