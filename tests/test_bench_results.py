@@ -480,3 +480,28 @@ def test_a_table_names_the_cells_trained_on_a_gpu():
     assert meta["gpu_cells"] == [["bigst", 0.2, 1]]
     assert "trained on a GPU (gpu box, NVIDIA H200), same code and protocol: bigst 20 % s1" \
         in table_facts(meta)
+
+
+def test_efficiency_so_far_answers_only_from_complete_columns():
+    from flowdistill.experiments.report import efficiency_so_far
+
+    def col(maes: list[float]) -> list[dict]:
+        return [{"config": {"run": {"seed": s}}, "test": {"mae": m}} for s, m in enumerate(maes)]
+
+    cells = {("flowdistill", 0.1): col([12.0, 12.2, 12.1])}  # bar 12.1
+    cells[("stid", 0.1)] = col([12.6, 12.5, 12.7])
+    cells[("stid", 0.2)] = col([12.2, 12.2, 12.2])
+    cells[("stid", 0.3)] = col([12.0, 12.1, 12.2])  # mean 12.1: at the bar counts
+    cells[("bigst", 0.1)] = col([13.0, 13.0, 13.0])
+    cells[("bigst", 0.2)] = col([11.0, 11.0])  # two seeds: not known yet, though below the bar
+    for r in (0.1, 0.2, 0.3, 0.4, 0.7):
+        cells[("ha", r)] = col([18.0, 18.0, 18.0])
+    lines = efficiency_so_far(cells)
+    assert lines[0] == "FlowDistill at 10 %: 12.100 (mean of seeds 0, 1, 2)"
+    assert "stid: reaches it at 30 % (12.100)" in lines
+    assert "bigst: not known yet (20 % incomplete)" in lines
+    assert "stwa: not known yet (10 % incomplete)" in lines
+    assert "ha: not reached at any planned ratio" in lines
+    # FlowDistill's own 10 % column incomplete: nothing to compare with
+    del cells[("flowdistill", 0.1)][2]
+    assert efficiency_so_far(cells) == []

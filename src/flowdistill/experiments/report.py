@@ -278,6 +278,56 @@ def time_left(cells: dict[tuple[str, float], list[dict[str, Any]]],
     return missing, seconds, sorted(untimed)
 
 
+def efficiency_so_far(cells: dict[tuple[str, float], list[dict[str, Any]]],
+                      seeds: tuple[int, ...] = (0, 1, 2)) -> list[str]:
+    """Which baselines already reach FlowDistill's 10 % error, from complete columns only.
+
+    The data-efficiency table needs the whole sweep; while it runs, a model's answer is already
+    known once every ratio up to the first one that reaches the bar is complete (all seeds).
+    Walking up the planned ratios: a complete ratio at or below the bar answers "reached", an
+    incomplete one stops the walk ("not known yet"), and all complete without reaching it
+    answers "not reached". Nothing is said until FlowDistill's own smallest ratio is complete.
+    """
+    from flowdistill.experiments.common import mean_std
+
+    def complete(model: str, r: float) -> list[float] | None:
+        runs = cells.get((model, r), [])
+        have = {c["config"]["run"]["seed"] for c in runs}
+        return [c["test"]["mae"] for c in runs] if set(seeds) <= have else None
+
+    ref_ratio = PLANNED_RATIOS[0]
+    ref = complete("flowdistill", ref_ratio)
+    if ref is None:
+        return []
+    bar = mean_std(ref)[0]
+    out = []
+    for m in DEFAULT_MODELS:
+        if m == "flowdistill":
+            continue
+        answer = "not reached at any planned ratio"
+        for r in PLANNED_RATIOS:
+            maes = complete(m, r)
+            if maes is None:
+                answer = f"not known yet ({100 * r:g} % incomplete)"
+                break
+            mae = mean_std(maes)[0]
+            if mae <= bar:
+                answer = f"reaches it at {100 * r:g} % ({mae:.3f})"
+                break
+        out.append(f"{m}: {answer}")
+    return [f"FlowDistill at {100 * ref_ratio:g} %: {bar:.3f} (mean of seeds "
+            f"{', '.join(map(str, seeds))})"] + out
+
+
+def _efficiency_block(cells: dict[tuple[str, float], list[dict[str, Any]]]) -> str:
+    lines = efficiency_so_far(cells)
+    if not lines:
+        return ""
+    return ("\nData efficiency so far (the smallest ratio at which each model's mean MAE reaches "
+            "FlowDistill's at 10 %; a ratio counts once all three seeds are kept):\n\n"
+            + "".join(f"- {x}\n" for x in lines))
+
+
 def progress_section(run_dirs: list[Path]) -> str:
     """The full sweep so far: every kept full-protocol cell, per model and ratio (no claims)."""
     from flowdistill.experiments.common import fmt_pm, markdown_table, mean_std
@@ -346,7 +396,8 @@ def progress_section(run_dirs: list[Path]) -> str:
                 f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
                 "\n" + gpu_note + left + "\n"
                 + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows)
-                + (f"\n{note}\n" if note else ""))
+                + (f"\n{note}\n" if note else "")
+                + _efficiency_block(cells))
     if not parts:
         return ""
     return ("## Full sweeps in progress — finished cells, not yet claims\n\n"
