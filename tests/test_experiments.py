@@ -235,6 +235,26 @@ def test_ablation_variants(bench):
     assert "30%" in (bench.out / "ablation.md").read_text()
 
 
+def test_ablation_no_teacher_control_trains_without_the_teacher_file(bench):
+    """The control row: same student and objective, no teacher read, none named in its run."""
+    suite.ablation(bench, ratio=0.1, variants=("full", "no-teacher"))
+    rows = _rows(bench.out / "ablation.csv")
+    assert [r["variant"] for r in rows] == ["full", "no-teacher"]
+    assert rows[1]["paper_mae"] == ""  # the paper's Table 4 has no such row
+    folder = bench.out / "runs/flowdistill@no-teacher/r0.1/s0"
+    run = json.loads((folder / "metrics.json").read_text())
+    assert run["config"]["run"]["teacher"] is None and not run.get("teacher")
+    assert run["config"]["run"]["distill"]["use_tbl"] is False
+    assert run["config"]["run"]["distill"]["spa_reference"] == "truth"
+    full = json.loads((bench.out / "runs/flowdistill/r0.1/s0/metrics.json").read_text())
+    assert full["teacher"]["fingerprint"]  # the full model did read the teacher
+    # a kept control that did read a teacher is refused, not reused
+    run["teacher"] = full["teacher"]
+    (folder / "metrics.json").write_text(json.dumps(run))
+    with pytest.raises(DataError, match="teacher"):
+        suite.ablation(bench, ratio=0.1, variants=("full", "no-teacher"))
+
+
 def test_scalability_rows(bench, tmp_path):
     cfg = BenchConfig.make(**{**_kw(bench), "out": tmp_path, "models": ["flowdistill", "stid"]})
     suite.scalability(cfg, batch_sizes=(4, 8), multiples=(1, 2), latency_batch=128)

@@ -255,6 +255,12 @@ class RunCache:
             distill=replace(DistillConfig(), **key.distill), train=self.train_config(),
         )
 
+    @staticmethod
+    def reads_teacher(key: RunKey) -> bool:
+        """Whether a student run reads a teacher: the no-teacher control (every term on the
+        truth, no L_tbl) trains on its data alone and names no teacher file."""
+        return replace(DistillConfig(), **key.distill).needs_teacher
+
     def teacher_for(self, ratio: float, seed: int) -> str:
         """The teacher file the student uses at this ratio and seed (trained on demand)."""
         c = self.cfg
@@ -341,8 +347,9 @@ class RunCache:
             result = json.loads(path.read_text())
             diff = spec_differences(result.get("config", {}).get("run", {}),
                                     self.spec(key).to_dict())
-            if key.model == "flowdistill" and not self._same_teacher(result.get("teacher") or {},
-                                                                 key.ratio):
+            if key.model == "flowdistill" and (
+                    not self._same_teacher(result.get("teacher") or {}, key.ratio)
+                    if self.reads_teacher(key) else bool(result.get("teacher"))):
                 diff.append("teacher")
             if key.model != "flowdistill" and not same_architecture(result, key.model,
                                                                     self.spec(key).model_options):
@@ -361,7 +368,8 @@ class RunCache:
     def _train(self, key: RunKey) -> dict[str, Any]:
         folder = self.folder(key)
         if key.model == "flowdistill":
-            return run(self.spec(key, self.teacher_for(key.ratio, key.seed)), folder)
+            teacher = self.teacher_for(key.ratio, key.seed) if self.reads_teacher(key) else None
+            return run(self.spec(key, teacher), folder)
         if key.model in KD_BASELINES:
             # The same GNN teacher run() would train inside the run (same model, ratio, seed and
             # training settings), trained once and shared by ST-MLP and EasyST.

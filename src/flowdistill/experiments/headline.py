@@ -285,10 +285,7 @@ def _no_teacher(cache: RunCache, seed: int) -> dict[str, Any]:
     distill = DistillConfig().without_teacher()
     key = RunKey("flowdistill", cache.cfg.ratios[0], seed, variant="flowdistill-no-teacher",
                  distill={k: v for k, v in asdict(distill).items()})
-    folder = cache.folder(key)
-    if (folder / "metrics.json").exists():
-        return json.loads((folder / "metrics.json").read_text())
-    return run(cache.spec(key, None), folder)
+    return cache.get(key)
 
 
 def run_headline(cfg: HeadlineConfig, log: Any = print) -> dict[str, Any]:

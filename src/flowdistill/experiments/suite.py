@@ -44,6 +44,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no-ib": {"use_ib": False},
     "no-spatial": {"use_spatial": False},
     "no-temporal": {"use_temporal": False},
+    # the control: the same student and objective on its data alone (does the teacher pay?)
+    "no-teacher": {k: v for k, v in DistillConfig().without_teacher().to_dict().items()
+                   if v != DistillConfig().to_dict()[k]},
 }
 SCALABILITY_MODELS = ("flowdistill", "stid", "bigst", "stsgcn", "astgcn", "stwa", "easyst")
 
