@@ -355,3 +355,13 @@ def test_wrong_kind_of_path(capsys, tmp_path, syn):
     code, _, err = cli(capsys, "data", "build", "tensor", src, "--layout", "TNC", "--start",
                        "2022-01-01", "--interval", "30", "--out", folder)
     assert_usage_error(code, err, "a-folder", "file name")
+
+
+def test_ablation_variants_are_checked_before_any_run(capsys, syn, tmp_path):
+    out = tmp_path / "abl"
+    code, _, err = cli(capsys, "bench", "horizons", "--out", out, "--variants", "full")
+    assert_usage_error(code, err, "--variants", "ablation")
+    code, _, err = cli(capsys, "bench", "ablation", "--out", out, "--dataset", syn,
+                       "--teacher-model", "stid", "--variants", "full,no-such")
+    assert_usage_error(code, err, "variants", "no-teacher")
+    assert not (out / "runs").exists()

@@ -165,7 +165,14 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
         results: ResultsOpt = Path("docs/results"),
         publish: PublishOpt = True,
         store: StoreOpt = None,
+        variants: Annotated[
+            str | None, typer.Option("--variants", help="ablation only: the variants to run "
+                                     "(comma list; 'full' is always one), e.g. full,no-teacher; "
+                                     "default all")
+        ] = None,
     ) -> None:
+        if variants is not None and name != "ablation":
+            raise ValueError("--variants is an option of `bench ablation` only")
         _prepare(threads)
         from flowdistill.experiments import suite
 
@@ -181,7 +188,8 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
                 kw.update(batch_sizes=(16, 64, 256), multiples=(1, 3, 5))
             _done(fn(cfg, **kw))
         else:
-            _done(fn(cfg, ratio=train_ratio if train_ratio is not None else default_ratio))
+            kw = {"variants": tuple(_names(variants) or ())} if variants is not None else {}
+            _done(fn(cfg, ratio=train_ratio if train_ratio is not None else default_ratio, **kw))
 
     cmd.__doc__ = doc
     app.command(name)(cmd)
