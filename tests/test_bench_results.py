@@ -505,3 +505,23 @@ def test_efficiency_so_far_answers_only_from_complete_columns():
     # FlowDistill's own 10 % column incomplete: nothing to compare with
     del cells[("flowdistill", 0.1)][2]
     assert efficiency_so_far(cells) == []
+
+
+def test_the_teacher_is_kept_only_where_validation_says_it_helps():
+    from flowdistill.experiments.report import picked_by_validation
+
+    def run(seed: int, val: float, test: float, teacher: bool) -> dict:
+        return {"config": {"run": {"seed": seed}}, "val": {"mae": val}, "test": {"mae": test},
+                "teacher": {"fingerprint": "f"} if teacher else None}
+
+    cells = {
+        ("flowdistill", 0.1): [run(0, 10.1, 12.1, True), run(1, 10.2, 12.2, True)],
+        ("flowdistill@no-teacher", 0.1): [run(0, 10.3, 12.0, False), run(1, 10.1, 12.5, False)],
+        ("flowdistill", 0.4): [run(0, 9.5, 11.8, True), run(1, 9.4, 11.7, True)],
+        ("flowdistill@no-teacher", 0.4): [run(0, 9.1, 11.9, False)],  # seed 1 missing
+    }
+    picked = picked_by_validation(cells)
+    # by validation, never by test: 10 % seed 0 keeps the teacher though its control tests lower
+    assert [x["test"]["mae"] for x in picked[0.1]] == [12.1, 12.5]
+    assert [x["test"]["mae"] for x in picked[0.4]] == [11.9]  # seed 1 has no control: left out
+    assert picked_by_validation({("flowdistill", 0.1): cells[("flowdistill", 0.1)]}) == {}

@@ -319,6 +319,31 @@ def efficiency_so_far(cells: dict[tuple[str, float], list[dict[str, Any]]],
             f"{', '.join(map(str, seeds))})"] + out
 
 
+VAL_PICK = "flowdistill, teacher kept by validation"
+
+
+def picked_by_validation(cells: dict[tuple[str, float], list[dict[str, Any]]],
+                         distilled: str = "flowdistill",
+                         alone: str = "flowdistill@no-teacher") -> dict[float, list[dict[str, Any]]]:
+    """Per ratio and seed, the distilled student or its no-teacher control, whichever has the
+    lower validation MAE: what a user who checks the teacher on validation would deploy.
+
+    A teacher helps only where it knows more than the student; with more training data the
+    student alone can beat it (measured: taxi at 40 %), and only validation may say so, never the
+    test. Seeds with one of the two runs missing are left out."""
+    out: dict[float, list[dict[str, Any]]] = {}
+    for (name, r), runs in sorted(cells.items()):
+        if name != distilled:
+            continue
+        controls = {c["config"]["run"]["seed"]: c for c in cells.get((alone, r), [])}
+        for c in runs:
+            other = controls.get(c["config"]["run"]["seed"])
+            if other is not None:
+                out.setdefault(r, []).append(
+                    min((c, other), key=lambda x: float(x["val"]["mae"])))
+    return out
+
+
 def _efficiency_block(cells: dict[tuple[str, float], list[dict[str, Any]]]) -> str:
     lines = efficiency_so_far(cells)
     if not lines:
@@ -338,7 +363,9 @@ def progress_section(run_dirs: list[Path]) -> str:
             cells = kept_cells(folder)
             if not cells:
                 continue
-            names = sorted({n for n, _ in cells},
+            picked = picked_by_validation(cells)
+            shown = {**cells, **{(VAL_PICK, r): v for r, v in picked.items()}}
+            names = sorted({n for n, _ in shown},
                            key=lambda n: (DEFAULT_MODELS.index(n) if n in DEFAULT_MODELS
                                           else len(DEFAULT_MODELS), n))
             ratios = sorted({r for _, r in cells} | set(PLANNED_RATIOS))
@@ -346,7 +373,7 @@ def progress_section(run_dirs: list[Path]) -> str:
             for n in names:
                 row = [n]
                 for r in ratios:
-                    runs = cells.get((n, r), [])
+                    runs = shown.get((n, r), [])
                     if not runs:
                         row.append("–")
                         continue
@@ -374,6 +401,11 @@ def progress_section(run_dirs: list[Path]) -> str:
             note = season_note(ha)
             missing, secs, untimed = time_left(cells)
             gpu = sum(not on_cpu(c) for v in cells.values() for c in v)
+            pick_note = ("- " + VAL_PICK + ": per seed, the student or its no-teacher control, "
+                         "whichever has the lower validation MAE (the control chosen: "
+                         + ", ".join(f"{100 * r:g} % {sum(not c.get('teacher') for c in v)}"
+                                     f" of {len(v)}" for r, v in sorted(picked.items()))
+                         + ")\n") if picked else ""
             gpu_note = (f"- seeds marked * ({gpu} cells) trained on the GPU named under machines: "
                         "same code, protocol and early stopping; only the hardware differs\n"
                         if gpu else "")
@@ -394,7 +426,7 @@ def progress_section(run_dirs: list[Path]) -> str:
                 + f"- git revisions of the cells: {', '.join(revs)}; machines: "
                 f"{'; '.join(machines)}\n"
                 f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
-                "\n" + gpu_note + left + "\n"
+                "\n" + pick_note + gpu_note + left + "\n"
                 + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows)
                 + (f"\n{note}\n" if note else "")
                 + _efficiency_block(cells))
