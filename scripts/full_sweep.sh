@@ -42,7 +42,11 @@ ratios() {  # one group of models over every ratio and seed; published only by p
 commands() {
   case "$1" in
     1) ratios ha,last-value,stid ;;
-    2) ratios flowdistill ;;
+    2) ratios flowdistill
+       # its no-teacher control at every ratio: the report's "teacher kept by validation" row
+       for r in ${RATIOS//,/ }; do
+         echo "$RUN flowdistill bench ablation ${COMMON[*]} --train-ratio $r --seeds $SEEDS --variants full,no-teacher --no-publish"
+       done ;;
     3) ratios bigst ;;
     4) ratios astgcn,stmlp,easyst ;;   # per ratio and seed, ASTGCN (their teacher) runs first
     5) ratios stwa ;;
