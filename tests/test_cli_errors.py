@@ -365,3 +365,15 @@ def test_ablation_variants_are_checked_before_any_run(capsys, syn, tmp_path):
                        "--teacher-model", "stid", "--variants", "full,no-such")
     assert_usage_error(code, err, "variants", "no-teacher")
     assert not (out / "runs").exists()
+
+
+def test_a_student_below_its_teacher_on_validation_is_told_so():
+    from flowdistill.cli.training import outgrown_teacher
+
+    run = {"model": "flowdistill", "val": {"mae": 9.06}, "teacher": {"val": {"mae": 10.279}}}
+    assert "below its teacher's (10.279)" in outgrown_teacher(run)
+    assert "--no-teacher" in outgrown_teacher(run)
+    assert outgrown_teacher({**run, "val": {"mae": 10.5}}) == ""  # the teacher still knows more
+    assert outgrown_teacher({**run, "teacher": {"test": {"mae": 1.0}}}) == ""  # no val score
+    assert outgrown_teacher({**run, "teacher": None}) == ""  # the control: no teacher
+    assert outgrown_teacher({**run, "model": "easyst"}) == ""

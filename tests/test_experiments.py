@@ -70,6 +70,10 @@ def test_ratios_table_and_efficiency(bench):
     metrics = json.loads((out / "runs/flowdistill/r0.1/s0/metrics.json").read_text())
     assert float(fd["mae"]) == pytest.approx(metrics["test"]["mae"])
     assert metrics["teacher"]["model"] == "ha"
+    # the teacher's own validation score on the student's split: the HA run's, to the last digit
+    ha = json.loads((out / "runs/ha/r0.1/s0/metrics.json").read_text())
+    assert metrics["teacher"]["val"]["mae"] == pytest.approx(ha["val"]["mae"])
+    assert metrics["teacher"]["test"]["mae"] == pytest.approx(ha["test"]["mae"])
     # the ha baseline run doubled as the student's teacher: no second ha training
     assert (out / "teachers/ha/r0.1/s0/teacher.npz").exists()
     assert not (out / "teachers/ha/r0.1/s0/metrics.json").exists()

@@ -96,6 +96,22 @@ def _report(result: dict[str, Any], out_dir: Path) -> None:
                    f"(best epoch {fit['best_epoch']})")
     console.print(f"{trained}; {result['params']:,} parameters; written to "
                   f"{out_dir / 'metrics.json'}", soft_wrap=True)
+    hint = outgrown_teacher(result)
+    if hint:
+        console.print(f"[yellow]note:[/] {hint}", soft_wrap=True)
+
+
+def outgrown_teacher(result: dict[str, Any]) -> str:
+    """A hint when the student validates below its teacher: from there the teacher's pull can
+    hold it back (measured on taxi at 40 %: docs/design-decisions.md), and only a run without it
+    on the same split can say which to keep."""
+    t_val = ((result.get("teacher") or {}).get("val") or {}).get("mae")
+    s_val = (result.get("val") or {}).get("mae")
+    if result.get("model") != "flowdistill" or t_val is None or s_val is None or s_val >= t_val:
+        return ""
+    return (f"the student's validation MAE ({s_val:.3f}) is below its teacher's ({t_val:.3f}): "
+            "the teacher may hold it back here; train the control with --no-teacher on the same "
+            "split and keep whichever validates lower")
 
 
 def _start(spec: Any, out_dir: Path, threads: int | None) -> None:

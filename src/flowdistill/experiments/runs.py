@@ -122,8 +122,9 @@ def teacher_probe(teacher: TeacherPredictions, windows: Windows) -> list[float]:
     return [round(float(v), 6) for v in preds.mean(axis=(0, 1), dtype=np.float64).ravel()]
 
 
-def _teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold) -> dict[str, Any]:
-    ids = windows.ids("test")
+def _teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold,
+                    split: str = "test") -> dict[str, Any]:
+    ids = windows.ids(split)
     if not np.isin(ids, teacher.window_ids).all():
         return {}
     lookup = teacher.aligned(windows, splits=())
@@ -184,8 +185,10 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
                 if k in teacher.meta
             }}
             # a slimmed file (training windows only) carries the score measured before slimming
-            teacher_info["test"] = (_teacher_scores(teacher, windows, train_cfg.mask_threshold)
-                                    or teacher.meta.get("scores", {}).get("test", {}))
+            for split in ("val", "test"):  # val: whether the student outgrew its teacher
+                teacher_info[split] = (
+                    _teacher_scores(teacher, windows, train_cfg.mask_threshold, split)
+                    or teacher.meta.get("scores", {}).get(split, {}))
     elif spec.model in KD_BASELINES:
         module = importlib.import_module(KD_BASELINES[spec.model])
         teacher_path = spec.teacher
