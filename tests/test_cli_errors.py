@@ -377,3 +377,30 @@ def test_a_student_below_its_teacher_on_validation_is_told_so():
     assert outgrown_teacher({**run, "teacher": {"test": {"mae": 1.0}}}) == ""  # no val score
     assert outgrown_teacher({**run, "teacher": None}) == ""  # the control: no teacher
     assert outgrown_teacher({**run, "model": "easyst"}) == ""
+
+
+def test_check_teacher_trains_both_and_keeps_the_lower_validation(capsys, tmp_path, syn):
+    t = tmp_path / "t.npz"
+    code, _, err = cli(capsys, "train", "--model", "ha", "--dataset", syn, "--out",
+                       tmp_path / "ha", "--save-teacher", t, *TINY)
+    assert code == 0, err
+    out = tmp_path / "check"
+    code, _, err = cli(capsys, "distill", "--check-teacher", "--out", out, "--dataset", syn,
+                       *TINY)
+    assert_usage_error(code, err, "--check-teacher", "--teacher")
+    assert not out.exists()
+    code, text, err = cli(capsys, "distill", "--check-teacher", "--teacher", t, "--out", out,
+                          "--dataset", syn, "--set", "k_r=2", *TINY)
+    assert code == 0, err
+    choice = json.loads((out / "choice.json").read_text())
+    runs = {n: json.loads((out / n / "metrics.json").read_text())
+            for n in ("with-teacher", "no-teacher")}
+    assert runs["with-teacher"]["teacher"]["fingerprint"] and not runs["no-teacher"]["teacher"]
+    kept = min(runs, key=lambda n: runs[n]["val"]["mae"])
+    assert choice["kept"] == kept and choice["chosen_by"] == "validation MAE"
+    assert choice[kept]["test"]["mae"] == runs[kept]["test"]["mae"]
+    assert f"kept {kept}" in " ".join((text + " ".join(err)).split())
+    # a finished check is not overwritten silently
+    code, _, err = cli(capsys, "distill", "--check-teacher", "--teacher", t, "--out", out,
+                       "--dataset", syn, "--set", "k_r=2", *TINY)
+    assert_usage_error(code, err, "choice.json", "--force")

@@ -101,6 +101,34 @@ def _report(result: dict[str, Any], out_dir: Path) -> None:
         console.print(f"[yellow]note:[/] {hint}", soft_wrap=True)
 
 
+def _check_teacher(spec: Any, out_dir: Path, threads: int | None) -> None:
+    """The student with its teacher and without, on the same split and seed; the one with the
+    lower validation MAE is named in OUT/choice.json (never chosen by the test windows)."""
+    from flowdistill.data.dataset import atomic_write_text
+    from flowdistill.experiments.runs import run
+
+    control = replace(spec, teacher=None, distill=spec.distill.without_teacher())
+    runs = {"with-teacher": spec, "no-teacher": control}
+    choice = out_dir / "choice.json"
+    if choice.exists() and not (spec.force or spec.resume):
+        raise typer.BadParameter(f"{choice} exists: a finished check (use --force to replace it, "
+                                 "or --resume)")
+    for name, s in runs.items():  # both outputs checked before either trains
+        _start(s, out_dir / name, threads)
+    results = {}
+    for name, s in runs.items():
+        console.print(f"[bold]{name}[/]")
+        results[name] = run(s, out_dir / name)
+        _report(results[name], out_dir / name)
+    kept = min(results, key=lambda n: results[n]["val"]["mae"])
+    doc = {"kept": kept, "folder": str(out_dir / kept), "chosen_by": "validation MAE",
+           **{n: {"val": r["val"], "test": r["test"]} for n, r in results.items()}}
+    atomic_write_text(choice, json.dumps(doc, indent=2) + "\n")
+    console.print(f"kept [bold]{kept}[/] (validation MAE {results[kept]['val']['mae']:.3f} "
+                  f"against {min(r['val']['mae'] for n, r in results.items() if n != kept):.3f}): "
+                  f"use {out_dir / kept} as the run folder; written {choice}", soft_wrap=True)
+
+
 def outgrown_teacher(result: dict[str, Any]) -> str:
     """A hint when the student validates below its teacher: from there the teacher's pull can
     hold it back (measured on taxi at 40 %: docs/design-decisions.md), and only a run without it
@@ -209,6 +237,13 @@ def register(app: typer.Typer) -> None:
         force: ForceOpt = False,
         threads: ThreadsOpt = None,
         quiet: QuietOpt = False,
+        check_teacher: Annotated[
+            bool,
+            typer.Option("--check-teacher", help="Also train the control without the teacher "
+                         "(OUT/with-teacher, OUT/no-teacher) and keep whichever validates lower "
+                         "(OUT/choice.json): a teacher helps only where it knows more than the "
+                         "student."),
+        ] = False,
     ) -> None:
         """Distil a teacher file into the FlowDistill student; writes OUT/metrics.json."""
         from flowdistill.experiments.runs import RunSpec, run
@@ -220,6 +255,9 @@ def register(app: typer.Typer) -> None:
         )
         if no_teacher and teacher is not None:
             raise typer.BadParameter("give either --teacher FILE or --no-teacher, not both")
+        if check_teacher and (no_teacher or teacher is None):
+            raise typer.BadParameter("--check-teacher compares a --teacher FILE with the control; "
+                                     "it needs --teacher and not --no-teacher")
         if no_teacher:
             cfg = cfg.without_teacher()
         elif teacher is None:
@@ -232,6 +270,9 @@ def register(app: typer.Typer) -> None:
             train=_train_config(epochs, patience, device, quiet, batch_size, lr), resume=resume,
             force=force,
         )
+        if check_teacher:
+            _check_teacher(spec, out_dir, threads)
+            return
         _start(spec, out_dir, threads)
         _report(run(spec, out_dir), out_dir)
 
