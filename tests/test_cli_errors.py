@@ -361,6 +361,8 @@ def test_ablation_variants_are_checked_before_any_run(capsys, syn, tmp_path):
     out = tmp_path / "abl"
     code, _, err = cli(capsys, "bench", "horizons", "--out", out, "--variants", "full")
     assert_usage_error(code, err, "--variants", "ablation")
+    code, _, err = cli(capsys, "bench", "ablation", "--out", out, "--control")
+    assert_usage_error(code, err, "--control", "ratios")
     code, _, err = cli(capsys, "bench", "ablation", "--out", out, "--dataset", syn,
                        "--teacher-model", "stid", "--variants", "full,no-such")
     assert_usage_error(code, err, "variants", "no-teacher")

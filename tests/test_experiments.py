@@ -259,6 +259,23 @@ def test_ablation_no_teacher_control_trains_without_the_teacher_file(bench):
         suite.ablation(bench, ratio=0.1, variants=("full", "no-teacher"))
 
 
+def test_ratios_with_the_control_keep_the_teacher_only_where_it_validates(bench, tmp_path):
+    cfg = BenchConfig.make(**{**_kw(bench), "out": tmp_path, "models": ["flowdistill"],
+                              "ratios": [0.1, 0.2]})
+    suite.ratios(cfg, control=True)
+    rows = {(r["model"], float(r["ratio"])): r for r in _rows(tmp_path / "ratios.csv")}
+    assert {m for m, _ in rows} == {"flowdistill", "flowdistill@no-teacher",
+                                    "flowdistill, teacher kept by validation"}
+    for r in (0.1, 0.2):
+        runs = [json.loads((tmp_path / f"runs/{n}/r{r:g}/s0/metrics.json").read_text())
+                for n in ("flowdistill", "flowdistill@no-teacher")]
+        assert runs[0]["teacher"] and not runs[1]["teacher"]
+        kept = min(runs, key=lambda x: x["val"]["mae"])
+        assert float(rows[("flowdistill, teacher kept by validation", r)]["mae"]) == \
+            pytest.approx(kept["test"]["mae"])
+    assert "flowdistill@no-teacher" in (tmp_path / "ratios.md").read_text()
+
+
 def test_scalability_rows(bench, tmp_path):
     cfg = BenchConfig.make(**{**_kw(bench), "out": tmp_path, "models": ["flowdistill", "stid"]})
     suite.scalability(cfg, batch_sizes=(4, 8), multiples=(1, 2), latency_batch=128)

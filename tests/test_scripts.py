@@ -18,11 +18,10 @@ def _plan(*args: str) -> list[str]:
 def test_every_sweep_command_keeps_its_runs_in_the_committed_store():
     lines = _plan("nyc-bike-manhattan", "t.npz")
     runs = [x for x in lines if "bench report" not in x]
-    assert len(runs) == 17  # parts 1-6, the student's control at 5 ratios, 6 part-7 experiments
-    controls = [x for x in runs if "--variants full,no-teacher" in x]
-    assert [x.split("--train-ratio ")[1].split()[0] for x in controls] == [
-        "0.1", "0.2", "0.3", "0.4", "0.7"]
-    assert all("--no-publish" in x for x in controls)  # the 10 % ablation table is part 7's
+    assert len(runs) == 12  # parts 1-6 + the six part-7 experiments
+    # the student's part and the published ratio table carry its no-teacher control
+    assert [x for x in runs if "--control" in x] == [runs[1], runs[6]]
+    assert "--models flowdistill --control" in runs[1] and "--no-publish" not in runs[6]
     assert all("--store docs/results/nyc-bike-manhattan/cells" in x for x in runs)
     assert all("--teacher t.npz" in x and "--threads 1" in x for x in runs)
 

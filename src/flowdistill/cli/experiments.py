@@ -170,9 +170,16 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
                                      "(comma list; 'full' is always one), e.g. full,no-teacher; "
                                      "default all")
         ] = None,
+        control: Annotated[
+            bool, typer.Option("--control", help="ratios only: also the student without its "
+                               "teacher at every ratio and seed, and the row that keeps, per "
+                               "seed, whichever of the two validates lower")
+        ] = False,
     ) -> None:
         if variants is not None and name != "ablation":
             raise ValueError("--variants is an option of `bench ablation` only")
+        if control and name != "ratios":
+            raise ValueError("--control is an option of `bench ratios` only")
         _prepare(threads)
         from flowdistill.experiments import suite
 
@@ -181,7 +188,7 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
                       batches, results if publish else None, store)
         fn = getattr(suite, name)
         if name == "ratios":
-            _done(fn(cfg))
+            _done(fn(cfg, control=control))
         elif name == "scalability":
             kw = {"ratio": train_ratio} if train_ratio is not None else {}
             if quick:

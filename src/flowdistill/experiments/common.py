@@ -193,6 +193,18 @@ def ratio_tag(ratio: float) -> str:
     return f"r{ratio:g}"
 
 
+# The student's control (no teacher) and the row a user who checks the teacher would deploy.
+CONTROL = "flowdistill@no-teacher"
+VAL_PICK = "flowdistill, teacher kept by validation"
+
+
+def pick_by_validation(with_teacher: dict[str, Any], control: dict[str, Any]) -> dict[str, Any]:
+    """Of one seed's distilled student and its no-teacher control, the run with the lower
+    validation MAE: a teacher helps only where it knows more than the student, and only
+    validation (never the test windows) may say so."""
+    return min((with_teacher, control), key=lambda x: float(x["val"]["mae"]))
+
+
 @dataclass(frozen=True)
 class RunKey:
     """One run of an experiment: a model (or a student variant), a training ratio and a seed."""

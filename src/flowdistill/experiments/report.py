@@ -24,7 +24,15 @@ from typing import Any
 from flowdistill.data.dataset import atomic_write_text
 from flowdistill.data.errors import DataError
 from flowdistill.experiments import paper
-from flowdistill.experiments.common import DEFAULT_MODELS, on_cpu, protocol_line, teacher_line
+from flowdistill.experiments.common import (
+    CONTROL,
+    DEFAULT_MODELS,
+    VAL_PICK,
+    on_cpu,
+    pick_by_validation,
+    protocol_line,
+    teacher_line,
+)
 from flowdistill.experiments.headline import END as HEADLINE_END
 from flowdistill.experiments.headline import START as HEADLINE_START
 from flowdistill.experiments.headline import render as render_headline
@@ -319,12 +327,9 @@ def efficiency_so_far(cells: dict[tuple[str, float], list[dict[str, Any]]],
             f"{', '.join(map(str, seeds))})"] + out
 
 
-VAL_PICK = "flowdistill, teacher kept by validation"
-
-
 def picked_by_validation(cells: dict[tuple[str, float], list[dict[str, Any]]],
                          distilled: str = "flowdistill",
-                         alone: str = "flowdistill@no-teacher") -> dict[float, list[dict[str, Any]]]:
+                         alone: str = CONTROL) -> dict[float, list[dict[str, Any]]]:
     """Per ratio and seed, the distilled student or its no-teacher control, whichever has the
     lower validation MAE: what a user who checks the teacher on validation would deploy.
 
@@ -339,8 +344,7 @@ def picked_by_validation(cells: dict[tuple[str, float], list[dict[str, Any]]],
         for c in runs:
             other = controls.get(c["config"]["run"]["seed"])
             if other is not None:
-                out.setdefault(r, []).append(
-                    min((c, other), key=lambda x: float(x["val"]["mae"])))
+                out.setdefault(r, []).append(pick_by_validation(c, other))
     return out
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from flowdistill.data.errors import DataError
 from flowdistill.experiments import paper
 from flowdistill.experiments.common import (
+    CONTROL,
+    VAL_PICK,
     BenchConfig,
     RunCache,
     RunKey,
@@ -26,6 +28,7 @@ from flowdistill.experiments.common import (
     machine_share,
     markdown_table,
     mean_std,
+    pick_by_validation,
     pyplot,
     run_all,
 )
@@ -73,16 +76,33 @@ def _colors(models: list[str]) -> dict[str, Any]:
 
 
 # =========================================================================================== ratios
-def ratios(cfg: BenchConfig) -> dict[str, Path]:
-    """Table 3 / Fig. 3: every model × training ratio, MAE/RMSE mean ± std over seeds."""
+def ratios(cfg: BenchConfig, control: bool = False) -> dict[str, Path]:
+    """Table 3 / Fig. 3: every model × training ratio, MAE/RMSE mean ± std over seeds.
+
+    ``control``: also the student without its teacher at every ratio and seed, and the row a
+    user who checks the teacher on validation would deploy (per seed, whichever of the two
+    validates lower): the teacher helps only where it knows more than the student."""
     cfg.needs_teacher(cfg.models)
     cache = RunCache(cfg)
     keys = _keys(cfg.models, tuple(sorted(cfg.ratios)), cfg.seeds)
+    shown = list(cfg.models)
+    if control and "flowdistill" in cfg.models:
+        keys += [RunKey("flowdistill", r, s, CONTROL, ABLATIONS["no-teacher"])
+                 for r in sorted(cfg.ratios) for s in cfg.seeds]
+        shown += [CONTROL, VAL_PICK]
     results = run_all(cache, keys, "ratios")
+    picked = {}  # VAL_PICK's run per (ratio, seed), under a key of its own
+    for k in keys:
+        if k.name == CONTROL:
+            with_teacher = results[RunKey("flowdistill", k.ratio, k.seed)]
+            picked[RunKey("flowdistill", k.ratio, k.seed, VAL_PICK)] = pick_by_validation(
+                with_teacher, results[k])
+    results = {**results, **picked}
+    keys = keys + list(picked)
     rows: list[dict[str, Any]] = []
-    for m in cfg.models:
+    for m in shown:
         for r in sorted(cfg.ratios):
-            ks = [k for k in keys if k.model == m and k.ratio == r]
+            ks = [k for k in keys if k.name == m and k.ratio == r]
             mae, mae_sd, n = _agg(results, ks, lambda x: x["test"]["mae"])
             rmse, rmse_sd, _ = _agg(results, ks, lambda x: x["test"]["rmse"])
             pp = paper.paper_point(m, r) if paper.compares_with(cfg.dataset) else None
@@ -100,9 +120,9 @@ def ratios(cfg: BenchConfig) -> dict[str, Path]:
     def plot(path: Path) -> None:
         plt = pyplot()
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        colors = _colors(list(cfg.models))
+        colors = _colors(shown)
         for ax, metric in zip(axes, ("mae", "rmse"), strict=True):
-            for m in cfg.models:
+            for m in shown:
                 rr = [x for x in rows if x["model"] == m]
                 ax.errorbar([100 * x["ratio"] for x in rr], [x[metric] for x in rr],
                             yerr=[x[f"{metric}_std"] for x in rr], marker="o", label=m,
@@ -139,7 +159,7 @@ def _ratios_body(rows: list[dict[str, Any]], eff: list[dict[str, Any]], cfg: Ben
     ratios_ = sorted(cfg.ratios)
     header = ["model"] + [f"{100 * r:g}% MAE / RMSE" for r in ratios_]
     table_rows = []
-    for m in cfg.models:
+    for m in dict.fromkeys(x["model"] for x in rows):
         cells = [f"**{m}**" if m == "flowdistill" else m]
         for r in ratios_:
             x = next(x for x in rows if x["model"] == m and x["ratio"] == r)
