@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -406,3 +407,13 @@ def test_check_teacher_trains_both_and_keeps_the_lower_validation(capsys, tmp_pa
     code, _, err = cli(capsys, "distill", "--check-teacher", "--teacher", t, "--out", out,
                        "--dataset", syn, "--set", "k_r=2", *TINY)
     assert_usage_error(code, err, "choice.json", "--force")
+    # an interrupted check goes on: the finished half is reused, not refused nor retrained
+    (out / "choice.json").unlink()
+    shutil.rmtree(out / "no-teacher")
+    before = (out / "with-teacher" / "metrics.json").read_text()
+    code, text, err = cli(capsys, "distill", "--check-teacher", "--teacher", t, "--out", out,
+                          "--dataset", syn, "--set", "k_r=2", *TINY)
+    assert code == 0, err
+    assert "with-teacher: finished run reused" in " ".join((text + " ".join(err)).split())
+    assert (out / "with-teacher" / "metrics.json").read_text() == before
+    assert json.loads((out / "choice.json").read_text())["kept"] in ("with-teacher", "no-teacher")

@@ -105,18 +105,27 @@ def _check_teacher(spec: Any, out_dir: Path, threads: int | None) -> None:
     """The student with its teacher and without, on the same split and seed; the one with the
     lower validation MAE is named in OUT/choice.json (never chosen by the test windows)."""
     from flowdistill.data.dataset import atomic_write_text
+    from flowdistill.experiments.common import spec_differences
     from flowdistill.experiments.runs import run
 
     control = replace(spec, teacher=None, distill=spec.distill.without_teacher())
     runs = {"with-teacher": spec, "no-teacher": control}
     choice = out_dir / "choice.json"
-    if choice.exists() and not (spec.force or spec.resume):
-        raise typer.BadParameter(f"{choice} exists: a finished check (use --force to replace it, "
-                                 "or --resume)")
+    if choice.exists() and not spec.force:
+        raise typer.BadParameter(f"{choice} exists: a finished check (use --force to replace it)")
+    results: dict[str, Any] = {}
     for name, s in runs.items():  # both outputs checked before either trains
+        saved = out_dir / name / "metrics.json"
+        if saved.exists() and not s.force:  # an interrupted check: the finished half is kept
+            done = json.loads(saved.read_text())
+            if not spec_differences(done.get("config", {}).get("run", {}), s.to_dict()):
+                results[name] = done
+                console.print(f"{name}: finished run reused ({saved})", soft_wrap=True)
+                continue
         _start(s, out_dir / name, threads)
-    results = {}
     for name, s in runs.items():
+        if name in results:
+            continue
         console.print(f"[bold]{name}[/]")
         results[name] = run(s, out_dir / name)
         _report(results[name], out_dir / name)
