@@ -41,6 +41,7 @@ HPARAM_GRID: dict[str, tuple[float, ...]] = {
     "lambda_spa": (0.2, 0.4, 0.6, 0.8),
     "lambda_tem": (0.25, 0.30, 0.35, 0.40, 0.45),
 }
+_PAPER_LOSS = DistillConfig().to_dict()
 ABLATIONS: dict[str, dict[str, Any]] = {
     "full": {},
     "no-tbl": {"use_tbl": False},
@@ -49,7 +50,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no-temporal": {"use_temporal": False},
     # the control: the same student and objective on its data alone (does the teacher pay?)
     "no-teacher": {k: v for k, v in DistillConfig().without_teacher().to_dict().items()
-                   if v != DistillConfig().to_dict()[k]},
+                   if v != _PAPER_LOSS[k]},
 }
 SCALABILITY_MODELS = ("flowdistill", "stid", "bigst", "stsgcn", "astgcn", "stwa", "easyst")
 
