@@ -146,3 +146,32 @@ def test_resume_accepts_the_same_teacher_file_named_another_way(tmp_path, monkey
     assert info.resume_epoch == 1
     with pytest.raises(DataError, match="teacher: saved 't.npz'"):
         prepare_run_dir(out, {**cfg, "teacher": str(tmp_path / "u.npz")}, resume=True)
+
+
+def test_objective_sees_the_history_before_each_epoch_also_after_resume(synthetic, tmp_path):
+    """An objective that changes with the run (the student's outgrown-teacher switch) is told the
+    epochs so far before each epoch, including those restored from a checkpoint."""
+    from flowdistill.engine.trainer import SupervisedObjective
+
+    class Recording(SupervisedObjective):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def start_epoch(self, history):
+            self.seen.append([round(row["val_mae"], 9) for row in history])
+
+    w = Windows(synthetic, WindowConfig(train_ratio=0.6))
+
+    def fit(epochs):
+        torch.manual_seed(0)
+        model = build_model("stid", ModelContext.from_windows(w), {"embed_dim": 8})
+        rec = Recording()
+        result = Trainer(TrainConfig(**{**CFG, "max_epochs": epochs})).fit(
+            model, w, rec, out_dir=tmp_path / "run")
+        return rec.seen, [round(row["val_mae"], 9) for row in result.history]
+
+    seen, history = fit(2)
+    assert seen == [[], history[:1]]
+    seen, history = fit(3)  # resumes after epoch 2
+    assert len(history) == 3 and seen == [history[:2]]

@@ -259,6 +259,28 @@ def test_ablation_no_teacher_control_trains_without_the_teacher_file(bench):
         suite.ablation(bench, ratio=0.1, variants=("full", "no-teacher"))
 
 
+def test_until_outgrown_variant_switches_the_teacher_off_by_validation(tmp_path, shared_data):
+    """The on-request variant trains with the teacher until an epoch validates below the
+    teacher's score on the same validation batches, and without it from the next epoch on."""
+    cfg = _cfg(tmp_path, shared_data, models=["flowdistill"], ratios=[0.1], epochs=6, patience=6,
+               val_batches=1, teacher_model="last-value")  # a weak teacher: soon outgrown
+    suite.ablation(cfg, ratio=0.1, variants=("full", "until-outgrown"))
+    assert [r["variant"] for r in _rows(tmp_path / "ablation.csv")] == ["full", "until-outgrown"]
+    run = json.loads((tmp_path / "runs/flowdistill@until-outgrown/r0.1/s0/metrics.json")
+                     .read_text())
+    assert run["config"]["run"]["distill"]["teacher_until"] == "outgrown"
+    bar = run["teacher"]["val_compared"]  # on the first validation batch, as the student's
+    assert bar > 0 and bar != run["teacher"]["val"]["mae"]
+    history = run["fit"]["history"]
+    switched = []
+    for i, row in enumerate(history):
+        outgrown = any(h["val_mae"] < bar for h in history[:i])
+        switched.append(outgrown)
+        assert row["teacher_on"] == (0.0 if outgrown else 1.0)
+        assert ("tbl" in row) == (not outgrown)
+    assert not switched[0] and switched[-1]  # it did switch, and for good
+
+
 def test_ratios_with_the_control_keep_the_teacher_only_where_it_validates(bench, tmp_path):
     cfg = BenchConfig.make(**{**_kw(bench), "out": tmp_path, "models": ["flowdistill"],
                               "ratios": [0.1, 0.2]})
@@ -405,3 +427,17 @@ def test_a_switched_off_term_ignores_its_readings():
     assert active_settings(no_ib)["use_ib"] is False and "lambda_kl" not in active_settings(no_ib)
     assert spec_differences({"distill": DistillConfig(use_ib=False, lambda_kl=0.5).to_dict()},
                             {"distill": no_ib}) == []
+
+
+def test_a_setting_added_later_matches_kept_runs_at_its_default():
+    """Cells kept before `teacher_until` existed have no such key: at its default ("end") they are
+    the same run; "outgrown" differs, except for a student with no teacher to switch off."""
+    kept = DistillConfig().to_dict()
+    kept.pop("teacher_until")
+    assert spec_differences({"distill": kept}, {"distill": DistillConfig().to_dict()}) == []
+    gated = DistillConfig(teacher_until="outgrown")
+    assert spec_differences({"distill": kept}, {"distill": gated.to_dict()}) == ["distill"]
+    alone = DistillConfig().without_teacher().to_dict()
+    alone.pop("teacher_until")
+    assert spec_differences({"distill": alone},
+                            {"distill": gated.without_teacher().to_dict()}) == []

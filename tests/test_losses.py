@@ -162,3 +162,41 @@ def test_default_teacher_bounded_term_carries_the_teacher():
     assert grads[0] == pytest.approx([0.5 + 0.05, -0.05])
     assert grads[1] == pytest.approx([0.5 - 0.05, 0.05])
     assert grads[2] == pytest.approx([0.5 + 0.05, 0.0])
+
+
+def test_outgrown_teacher_is_switched_off_once_the_student_validates_below_it():
+    """teacher_until="outgrown": the teacher's terms act until an epoch's validation MAE falls
+    below the teacher's, then the objective is the no-teacher one (and stays so)."""
+    nb = np.array([[1], [0]])
+    truth = t([[10.0, 12.0], [11.0, 13.0]]).float()
+    batch = {"y": truth, "x": truth[:, :1].clone(), "teacher": truth + 4.0}
+    out = ForecastOutput(truth + 3.0, {"kl": torch.tensor(2.0)})
+    cfg = DistillConfig(k_r=1, teacher_until="outgrown")
+    gated = DistillObjective(cfg, nb, teacher_val_mae=5.0)
+    with_teacher, _ = DistillObjective(DistillConfig(k_r=1), nb)(out, batch, _Scaler())
+    alone, _ = DistillObjective(cfg.without_teacher(), nb)(out, batch, _Scaler())
+    assert float(with_teacher) != pytest.approx(float(alone))
+    gated.start_epoch([])
+    loss, logs = gated(out, batch, _Scaler())
+    assert float(loss) == pytest.approx(float(with_teacher)) and logs["teacher_on"] == 1.0
+    gated.start_epoch([{"val_mae": 6.0}, {"val_mae": 5.0}])  # not below: still on
+    assert gated(out, batch, _Scaler())[1]["teacher_on"] == 1.0
+    gated.start_epoch([{"val_mae": 6.0}, {"val_mae": 4.9}, {"val_mae": 5.5}])  # once below: off
+    loss, logs = gated(out, batch, _Scaler())
+    assert float(loss) == pytest.approx(float(alone)) and logs["teacher_on"] == 0.0
+    assert "tbl" not in logs
+    # the paper's reading never switches and logs nothing about it
+    paper = DistillObjective(DistillConfig(k_r=1), nb, teacher_val_mae=5.0)
+    paper.start_epoch([{"val_mae": 1.0}])
+    loss, logs = paper(out, batch, _Scaler())
+    assert float(loss) == pytest.approx(float(with_teacher)) and "teacher_on" not in logs
+
+
+def test_outgrown_teacher_needs_its_validation_score_and_a_known_reading():
+    nb = np.array([[1], [0]])
+    with pytest.raises(ValueError, match="validation MAE"):
+        DistillObjective(DistillConfig(k_r=1, teacher_until="outgrown"), nb)
+    with pytest.raises(ValueError, match="teacher_until"):
+        DistillObjective(DistillConfig(k_r=1, teacher_until="never"), nb, 5.0)
+    # without a teacher there is nothing to switch off, so no score is needed
+    DistillObjective(DistillConfig(k_r=1, teacher_until="outgrown").without_teacher(), nb)

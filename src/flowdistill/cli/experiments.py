@@ -168,7 +168,8 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
         variants: Annotated[
             str | None, typer.Option("--variants", help="ablation only: the variants to run "
                                      "(comma list; 'full' is always one), e.g. full,no-teacher; "
-                                     "default all")
+                                     "default the paper's five and no-teacher; until-outgrown "
+                                     "(teacher off once the student validates below it) on request")
         ] = None,
         control: Annotated[
             bool, typer.Option("--control", help="ratios only: also the student without its "

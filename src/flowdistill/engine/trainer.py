@@ -246,6 +246,8 @@ class Trainer:
         try:
             for epoch in range(start_epoch, cfg.max_epochs):
                 e0 = time.perf_counter()
+                if hasattr(objective, "start_epoch"):  # an objective that changes with the run
+                    objective.start_epoch(result.history)
                 net.train()
                 gen = np.random.default_rng([cfg.seed, epoch])
                 order = gen.permutation(ids_all)[rank::world]

@@ -123,8 +123,10 @@ def teacher_probe(teacher: TeacherPredictions, windows: Windows) -> list[float]:
 
 
 def _teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold,
-                    split: str = "test") -> dict[str, Any]:
+                    split: str = "test", first: int = 0) -> dict[str, Any]:
     ids = windows.ids(split)
+    if first:  # the engine's quick validation scores only the first batches
+        ids = ids[:first]
     if not np.isin(ids, teacher.window_ids).all():
         return {}
     lookup = teacher.aligned(windows, splits=())
@@ -173,7 +175,6 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
                 "from any model with `flowdistill train --model stid --save-teacher FILE`), or "
                 "--no-teacher to train it on its data alone",
             )
-        objective = DistillObjective(spec.distill, neighbours_for(ds, spec.distill.k_r))
         if spec.teacher is not None:
             teacher = TeacherPredictions.load(spec.teacher)
             extras = {"teacher": teacher.aligned(windows, splits=("train",))}
@@ -189,6 +190,15 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
                 teacher_info[split] = (
                     _teacher_scores(teacher, windows, train_cfg.mask_threshold, split)
                     or teacher.meta.get("scores", {}).get(split, {}))
+        t_val = ((teacher_info or {}).get("val") or {}).get("mae")
+        if train_cfg.limit_val_batches and spec.teacher is not None:
+            # the student is scored on the first validation batches only: compare like with like
+            t_val = _teacher_scores(teacher, windows, train_cfg.mask_threshold, "val",
+                                    train_cfg.limit_val_batches * train_cfg.eval_batch_size
+                                    ).get("mae")
+        objective = DistillObjective(spec.distill, neighbours_for(ds, spec.distill.k_r), t_val)
+        if teacher_info is not None and spec.distill.teacher_until != "end":
+            teacher_info["val_compared"] = t_val  # the student's val MAE that switches it off
     elif spec.model in KD_BASELINES:
         module = importlib.import_module(KD_BASELINES[spec.model])
         teacher_path = spec.teacher

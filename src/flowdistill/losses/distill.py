@@ -49,6 +49,11 @@ class DistillConfig:
     use_spatial: bool = True
     use_temporal: bool = True
     mask_threshold: float | None = 0.0
+    # "end": the teacher's terms act in every epoch (the paper). "outgrown": from the epoch after
+    # the student's validation MAE first falls below the teacher's (same windows), every teacher
+    # reference is swapped for the truth and L_tbl is off, as in `without_teacher` — a teacher the
+    # student has passed stops pulling it back (docs/design-decisions.md, "teacher_until").
+    teacher_until: str = "end"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +75,11 @@ class DistillConfig:
                        if self.tem_reference == "teacher" else self.tem_reference)
 
 
+TEACHER_UNTIL = ("end", "outgrown")
+
+# Settings added after runs were kept: at these values a saved run without them is the same run.
+_LATER_DEFAULTS: dict[str, Any] = {"teacher_until": "end"}
+
 # The settings only one term reads, keyed by the switch and weight that turn the term off.
 _TERM_SETTINGS: dict[tuple[str, str], tuple[str, ...]] = {
     ("use_tbl", "lambda_tbl"): ("delta", "tbl_gate", "tbl_target", "tbl_granularity"),
@@ -88,6 +98,11 @@ def active_settings(settings: dict[str, Any]) -> dict[str, Any]:
     with ``use_ib=False``: a KL weight of 0 keeps its noise, and the switch also changes the
     model."""
     out = dict(settings)
+    for name, default in _LATER_DEFAULTS.items():
+        if out.get(name, default) == default:
+            out.pop(name, None)
+    if not DistillConfig(**{k: v for k, v in out.items() if k in _FIELDS}).needs_teacher:
+        out.pop("teacher_until", None)  # nothing to switch off
     for (switch, weight), names in _TERM_SETTINGS.items():
         if out.get(switch, True) and (switch == "use_ib" or out.get(weight, 1.0)):
             continue
@@ -97,12 +112,39 @@ def active_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class DistillObjective:
-    """Callable used by the engine: (model output, batch, scaler) → (loss, logged parts)."""
+_FIELDS = set(DistillConfig.__dataclass_fields__)
 
-    def __init__(self, cfg: DistillConfig, neighbours: np.ndarray) -> None:
+
+class DistillObjective:
+    """Callable used by the engine: (model output, batch, scaler) → (loss, logged parts).
+
+    ``teacher_val_mae`` is the teacher's MAE on the validation windows the engine scores the
+    student on; ``teacher_until="outgrown"`` needs it."""
+
+    def __init__(self, cfg: DistillConfig, neighbours: np.ndarray,
+                 teacher_val_mae: float | None = None) -> None:
+        if cfg.teacher_until not in TEACHER_UNTIL:
+            raise ValueError(f"teacher_until must be one of {TEACHER_UNTIL}, got "
+                             f"{cfg.teacher_until!r}")
+        if cfg.teacher_until == "outgrown" and cfg.needs_teacher and teacher_val_mae is None:
+            raise ValueError("teacher_until='outgrown' needs the teacher's validation MAE: its "
+                             "file must cover the validation windows")
         self.cfg = cfg
+        self.full_cfg = cfg
+        self.teacher_val_mae = teacher_val_mae
         self.neighbours = torch.as_tensor(np.asarray(neighbours)[:, : cfg.k_r], dtype=torch.long)
+
+    @property
+    def teacher_on(self) -> bool:
+        return self.cfg is self.full_cfg
+
+    def start_epoch(self, history: list[dict[str, Any]]) -> None:
+        """Called by the engine before each epoch with the epochs so far (also after a resume),
+        so the switch is a function of the run's history and survives interruptions."""
+        c = self.full_cfg
+        outgrown = (c.teacher_until == "outgrown" and self.teacher_val_mae is not None
+                    and any(row["val_mae"] < self.teacher_val_mae for row in history))
+        self.cfg = c.without_teacher() if outgrown else c
 
     def __call__(
         self, out: ForecastOutput, batch: dict[str, torch.Tensor], scaler: Any
@@ -112,6 +154,8 @@ class DistillObjective:
         truth = batch["y"]
         teacher = batch.get("teacher")
         logs: dict[str, float] = {}
+        if self.full_cfg.teacher_until != "end":
+            logs["teacher_on"] = float(self.teacher_on)
         reg = masked_mae(pred, truth, c.mask_threshold)
         loss = reg
         logs["reg"] = float(reg.detach())
