@@ -271,6 +271,7 @@ def test_until_outgrown_variant_switches_the_teacher_off_by_validation(tmp_path,
     assert run["config"]["run"]["distill"]["teacher_until"] == "outgrown"
     bar = run["teacher"]["val_compared"]  # on the first validation batch, as the student's
     assert bar > 0 and bar != run["teacher"]["val"]["mae"]
+    assert run["teacher"]["switch_below"] == bar  # no margin
     history = run["fit"]["history"]
     switched = []
     for i, row in enumerate(history):
@@ -434,10 +435,20 @@ def test_a_setting_added_later_matches_kept_runs_at_its_default():
     the same run; "outgrown" differs, except for a student with no teacher to switch off."""
     kept = DistillConfig().to_dict()
     kept.pop("teacher_until")
+    kept.pop("teacher_margin")
     assert spec_differences({"distill": kept}, {"distill": DistillConfig().to_dict()}) == []
     gated = DistillConfig(teacher_until="outgrown")
     assert spec_differences({"distill": kept}, {"distill": gated.to_dict()}) == ["distill"]
+    # the margin acts only on a student that switches, and 0 is the margin of runs kept before it
+    assert spec_differences({"distill": DistillConfig(teacher_margin=0.03).to_dict()},
+                            {"distill": kept}) == []
+    kept_gated = gated.to_dict()
+    kept_gated.pop("teacher_margin")
+    assert spec_differences({"distill": kept_gated}, {"distill": gated.to_dict()}) == []
+    assert spec_differences({"distill": kept_gated}, {"distill": DistillConfig(
+        teacher_until="outgrown", teacher_margin=0.03).to_dict()}) == ["distill"]
     alone = DistillConfig().without_teacher().to_dict()
     alone.pop("teacher_until")
+    alone.pop("teacher_margin")
     assert spec_differences({"distill": alone},
                             {"distill": gated.without_teacher().to_dict()}) == []

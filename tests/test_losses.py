@@ -192,6 +192,20 @@ def test_outgrown_teacher_is_switched_off_once_the_student_validates_below_it():
     assert float(loss) == pytest.approx(float(with_teacher)) and "teacher_on" not in logs
 
 
+def test_outgrown_margin_keeps_a_teacher_the_student_is_level_with():
+    nb = np.array([[1], [0]])
+    gated = DistillObjective(DistillConfig(k_r=1, teacher_until="outgrown", teacher_margin=0.1),
+                             nb, teacher_val_mae=5.0)
+    assert gated.switch_below == pytest.approx(4.5)
+    gated.start_epoch([{"val_mae": 4.9}, {"val_mae": 4.6}])  # below the teacher, within 10 %
+    assert gated.teacher_on
+    gated.start_epoch([{"val_mae": 4.9}, {"val_mae": 4.4}])
+    assert not gated.teacher_on
+    assert DistillObjective(DistillConfig(k_r=1), nb, 5.0).switch_below is None
+    with pytest.raises(ValueError, match="teacher_margin"):
+        DistillObjective(DistillConfig(k_r=1, teacher_until="outgrown", teacher_margin=1.5), nb, 5.0)
+
+
 def test_outgrown_teacher_needs_its_validation_score_and_a_known_reading():
     nb = np.array([[1], [0]])
     with pytest.raises(ValueError, match="validation MAE"):

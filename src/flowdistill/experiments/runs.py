@@ -198,7 +198,8 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
                                     ).get("mae")
         objective = DistillObjective(spec.distill, neighbours_for(ds, spec.distill.k_r), t_val)
         if teacher_info is not None and spec.distill.teacher_until != "end":
-            teacher_info["val_compared"] = t_val  # the student's val MAE that switches it off
+            teacher_info["val_compared"] = t_val  # the teacher's score on the student's batches
+            teacher_info["switch_below"] = objective.switch_below  # less the margin
     elif spec.model in KD_BASELINES:
         module = importlib.import_module(KD_BASELINES[spec.model])
         teacher_path = spec.teacher

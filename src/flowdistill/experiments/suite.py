@@ -57,6 +57,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **ABLATIONS,
     # the teacher's terms stop once the student validates below the teacher (DistillConfig)
     "until-outgrown": {"teacher_until": "outgrown"},
+    # …only once it validates 3 % below the teacher: a student level with its teacher keeps it
+    "until-outgrown-3pct": {"teacher_until": "outgrown", "teacher_margin": 0.03},
 }
 SCALABILITY_MODELS = ("flowdistill", "stid", "bigst", "stsgcn", "astgcn", "stwa", "easyst")
 

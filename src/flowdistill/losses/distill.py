@@ -54,6 +54,9 @@ class DistillConfig:
     # reference is swapped for the truth and L_tbl is off, as in `without_teacher` — a teacher the
     # student has passed stops pulling it back (docs/design-decisions.md, "teacher_until").
     teacher_until: str = "end"
+    # "outgrown" only: the student must validate this fraction below the teacher (0.03: 3 % below)
+    # before the teacher is switched off, so a student level with its teacher keeps it
+    teacher_margin: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,7 +81,7 @@ class DistillConfig:
 TEACHER_UNTIL = ("end", "outgrown")
 
 # Settings added after runs were kept: at these values a saved run without them is the same run.
-_LATER_DEFAULTS: dict[str, Any] = {"teacher_until": "end"}
+_LATER_DEFAULTS: dict[str, Any] = {"teacher_until": "end", "teacher_margin": 0.0}
 
 # The settings only one term reads, keyed by the switch and weight that turn the term off.
 _TERM_SETTINGS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -101,8 +104,10 @@ def active_settings(settings: dict[str, Any]) -> dict[str, Any]:
     for name, default in _LATER_DEFAULTS.items():
         if out.get(name, default) == default:
             out.pop(name, None)
-    if not DistillConfig(**{k: v for k, v in out.items() if k in _FIELDS}).needs_teacher:
+    if ("teacher_until" not in out  # never switched, so the margin does not act
+            or not DistillConfig(**{k: v for k, v in out.items() if k in _FIELDS}).needs_teacher):
         out.pop("teacher_until", None)  # nothing to switch off
+        out.pop("teacher_margin", None)
     for (switch, weight), names in _TERM_SETTINGS.items():
         if out.get(switch, True) and (switch == "use_ib" or out.get(weight, 1.0)):
             continue
@@ -126,6 +131,8 @@ class DistillObjective:
         if cfg.teacher_until not in TEACHER_UNTIL:
             raise ValueError(f"teacher_until must be one of {TEACHER_UNTIL}, got "
                              f"{cfg.teacher_until!r}")
+        if not 0.0 <= cfg.teacher_margin < 1.0:
+            raise ValueError(f"teacher_margin is a fraction in [0, 1), got {cfg.teacher_margin}")
         if cfg.teacher_until == "outgrown" and cfg.needs_teacher and teacher_val_mae is None:
             raise ValueError("teacher_until='outgrown' needs the teacher's validation MAE: its "
                              "file must cover the validation windows")
@@ -135,6 +142,14 @@ class DistillObjective:
         self.neighbours = torch.as_tensor(np.asarray(neighbours)[:, : cfg.k_r], dtype=torch.long)
 
     @property
+    def switch_below(self) -> float | None:
+        """The validation MAE below which the teacher is switched off (None: never)."""
+        c = self.full_cfg
+        if c.teacher_until != "outgrown" or self.teacher_val_mae is None:
+            return None
+        return self.teacher_val_mae * (1.0 - c.teacher_margin)
+
+    @property
     def teacher_on(self) -> bool:
         return self.cfg is self.full_cfg
 
@@ -142,8 +157,8 @@ class DistillObjective:
         """Called by the engine before each epoch with the epochs so far (also after a resume),
         so the switch is a function of the run's history and survives interruptions."""
         c = self.full_cfg
-        outgrown = (c.teacher_until == "outgrown" and self.teacher_val_mae is not None
-                    and any(row["val_mae"] < self.teacher_val_mae for row in history))
+        bar = self.switch_below
+        outgrown = bar is not None and any(row["val_mae"] < bar for row in history)
         self.cfg = c.without_teacher() if outgrown else c
 
     def __call__(
