@@ -417,3 +417,16 @@ def test_check_teacher_trains_both_and_keeps_the_lower_validation(capsys, tmp_pa
     assert "with-teacher: finished run reused" in " ".join((text + " ".join(err)).split())
     assert (out / "with-teacher" / "metrics.json").read_text() == before
     assert json.loads((out / "choice.json").read_text())["kept"] in ("with-teacher", "no-teacher")
+
+
+def test_a_gated_student_is_told_when_its_teacher_was_switched_off():
+    from flowdistill.cli.training import outgrown_teacher
+
+    rows = [{"epoch": 1, "val_mae": 10.5, "teacher_on": 1.0},
+            {"epoch": 2, "val_mae": 9.9, "teacher_on": 1.0},
+            {"epoch": 3, "val_mae": 9.6, "teacher_on": 0.0}]
+    run = {"model": "flowdistill", "val": {"mae": 9.6}, "fit": {"history": rows},
+           "teacher": {"val": {"mae": 10.279}, "switch_below": 9.971}}
+    assert "switched off from epoch 3 on: epoch 2 validated below 9.971" in outgrown_teacher(run)
+    rows[2]["teacher_on"] = 1.0
+    assert "stayed on" in outgrown_teacher(run)

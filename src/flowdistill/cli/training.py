@@ -144,6 +144,15 @@ def outgrown_teacher(result: dict[str, Any]) -> str:
     on the same split can say which to keep."""
     t_val = ((result.get("teacher") or {}).get("val") or {}).get("mae")
     s_val = (result.get("val") or {}).get("mae")
+    bar = (result.get("teacher") or {}).get("switch_below")
+    history = (result.get("fit") or {}).get("history") or []
+    if bar is not None:  # teacher_until=outgrown: say whether and when the switch fired
+        off = next((row["epoch"] for row in history if row.get("teacher_on") == 0.0), None)
+        if off is None:
+            return (f"the teacher stayed on: no epoch validated below {bar:.3f} (teacher_until="
+                    "outgrown)")
+        return (f"the teacher was switched off from epoch {off} on: epoch {off - 1} validated "
+                f"below {bar:.3f} (teacher_until=outgrown)")
     if result.get("model") != "flowdistill" or t_val is None or s_val is None or s_val >= t_val:
         return ""
     return (f"the student's validation MAE ({s_val:.3f}) is below its teacher's ({t_val:.3f}): "
