@@ -42,13 +42,15 @@ ratios() {  # one group of models over every ratio and seed; published only by p
 commands() {
   case "$1" in
     1) ratios ha,last-value,stid ;;
-    2) ratios "flowdistill --control" ;;  # + its no-teacher control: "teacher kept by validation"
+    # + its no-teacher control ("teacher kept by validation") and the student whose teacher is
+    # switched off once it validates 3 % below it (reused where that switch cannot fire)
+    2) ratios "flowdistill --control --outgrown" ;;
     3) ratios bigst ;;
     4) ratios astgcn,stmlp,easyst ;;   # per ratio and seed, ASTGCN (their teacher) runs first
     5) ratios stwa ;;
     6) ratios stsgcn ;;
     7)
-      echo "$RUN flowdistill bench ratios ${COMMON[*]} --ratios $RATIOS --seeds $SEEDS --control"
+      echo "$RUN flowdistill bench ratios ${COMMON[*]} --ratios $RATIOS --seeds $SEEDS --control --outgrown"
       echo "$RUN flowdistill bench horizons ${COMMON[*]} --seeds $SEEDS --train-ratio 0.1"
       echo "$RUN flowdistill bench volume ${COMMON[*]} --seeds $SEEDS --train-ratio 0.1"
       echo "$RUN flowdistill bench ablation ${COMMON[*]} --seeds $SEEDS --train-ratio 0.1"

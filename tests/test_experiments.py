@@ -17,6 +17,7 @@ import pytest
 from flowdistill.data.errors import DataError
 from flowdistill.experiments import paper, suite
 from flowdistill.experiments.common import (
+    OUTGROWN,
     BenchConfig,
     RunCache,
     RunKey,
@@ -280,6 +281,34 @@ def test_until_outgrown_variant_switches_the_teacher_off_by_validation(tmp_path,
         assert row["teacher_on"] == (0.0 if outgrown else 1.0)
         assert ("tbl" in row) == (not outgrown)
     assert not switched[0] and switched[-1]  # it did switch, and for good
+
+
+@pytest.mark.parametrize("teacher, switched", [("ha", False), ("last-value", True)])
+def test_ratios_outgrown_row_reuses_the_paper_run_where_the_switch_cannot_fire(
+        tmp_path, shared_data, teacher, switched):
+    """The outgrown row trains its own run only where the paper-reading run validated below the
+    bar; elsewhere both runs are one computation and the paper run is reused, marked so."""
+    cfg = _cfg(tmp_path, shared_data, models=["flowdistill"], ratios=[0.1], epochs=8, patience=8,
+               teacher_model=teacher, store=str(tmp_path / "cells"))
+    suite.ratios(cfg, outgrown=True)
+    rows = {r["model"]: r for r in _rows(tmp_path / "ratios.csv")}
+    assert set(rows) == {"flowdistill", OUTGROWN}
+    paper_run = json.loads((tmp_path / "runs/flowdistill/r0.1/s0/metrics.json").read_text())
+    bar = 0.97 * paper_run["teacher"]["val"]["mae"]
+    fired = any(h["val_mae"] < bar for h in paper_run["fit"]["history"][:-1])
+    assert fired == switched  # the two teachers give both cases
+    kept = json.loads((tmp_path / f"cells/{OUTGROWN}/r0.1/s0.json").read_text())
+    assert kept["config"]["run"]["distill"]["teacher_margin"] == 0.03
+    assert kept["teacher"]["switch_below"] == pytest.approx(bar)
+    own = tmp_path / f"runs/{OUTGROWN}/r0.1/s0/metrics.json"
+    if switched:
+        assert own.exists() and "never_switched" not in kept
+        assert any(h["teacher_on"] == 0.0 for h in kept["fit"]["history"])
+    else:
+        assert not own.exists() and "never fell below" in kept["never_switched"]
+        assert kept["test"] == paper_run["test"]
+        assert float(rows[OUTGROWN]["mae"]) == float(rows["flowdistill"]["mae"])
+    suite.ratios(cfg, outgrown=True)  # the kept cell is reused as it is
 
 
 def test_ratios_with_the_control_keep_the_teacher_only_where_it_validates(bench, tmp_path):

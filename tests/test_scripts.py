@@ -21,7 +21,8 @@ def test_every_sweep_command_keeps_its_runs_in_the_committed_store():
     assert len(runs) == 12  # parts 1-6 + the six part-7 experiments
     # the student's part and the published ratio table carry its no-teacher control
     assert [x for x in runs if "--control" in x] == [runs[1], runs[6]]
-    assert "--models flowdistill --control" in runs[1] and "--no-publish" not in runs[6]
+    assert "--models flowdistill --control --outgrown" in runs[1] and "--no-publish" not in runs[6]
+    assert [x for x in runs if "--outgrown" in x] == [runs[1], runs[6]]  # and the switched row
     assert all("--store docs/results/nyc-bike-manhattan/cells" in x for x in runs)
     assert all("--teacher t.npz" in x and "--threads 1" in x for x in runs)
 

@@ -176,11 +176,17 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
                                "teacher at every ratio and seed, and the row that keeps, per "
                                "seed, whichever of the two validates lower")
         ] = False,
+        outgrown: Annotated[
+            bool, typer.Option("--outgrown", help="ratios only: also the student whose teacher "
+                               "is switched off once it validates 3 % below it (one run per "
+                               "ratio and seed)")
+        ] = False,
     ) -> None:
         if variants is not None and name != "ablation":
             raise ValueError("--variants is an option of `bench ablation` only")
-        if control and name != "ratios":
-            raise ValueError("--control is an option of `bench ratios` only")
+        if (control or outgrown) and name != "ratios":
+            raise ValueError(f"{'--control' if control else '--outgrown'} is an option of "
+                             "`bench ratios` only")
         _prepare(threads)
         from flowdistill.experiments import suite
 
@@ -189,7 +195,7 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
                       batches, results if publish else None, store)
         fn = getattr(suite, name)
         if name == "ratios":
-            _done(fn(cfg, control=control))
+            _done(fn(cfg, control=control, outgrown=outgrown))
         elif name == "scalability":
             kw = {"ratio": train_ratio} if train_ratio is not None else {}
             if quick:

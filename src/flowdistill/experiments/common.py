@@ -196,6 +196,9 @@ def ratio_tag(ratio: float) -> str:
 # The student's control (no teacher) and the row a user who checks the teacher would deploy.
 CONTROL = "flowdistill@no-teacher"
 VAL_PICK = "flowdistill, teacher kept by validation"
+# the student whose teacher is switched off once it validates 3 % below it (DistillConfig)
+OUTGROWN = "flowdistill@until-outgrown-3pct"
+OUTGROWN_SETTINGS: dict[str, Any] = {"teacher_until": "outgrown", "teacher_margin": 0.03}
 
 
 def pick_by_validation(with_teacher: dict[str, Any], control: dict[str, Any]) -> dict[str, Any]:
@@ -349,8 +352,44 @@ class RunCache:
         kept in ``cfg.store``), else trained; a finished run is kept in the store."""
         result = self._reuse(key)
         if result is None:
+            result = self._never_switched(key)
+        if result is None:
             result = self._train(key)
         self._keep(key, result)
+        return result
+
+    def _never_switched(self, key: RunKey) -> dict[str, Any] | None:
+        """A student with ``teacher_until="outgrown"`` whose paper-reading twin (same ratio, seed
+        and teacher) never validated below the switch's bar before its last epoch: the switch
+        cannot have fired, every
+        epoch's objective is the paper's, so the run is that twin's, reused and marked so."""
+        cfg = replace(DistillConfig(), **key.distill)
+        rest = {k: v for k, v in key.distill.items() if k not in ("teacher_until", "teacher_margin")}
+        if (key.model != "flowdistill" or cfg.teacher_until != "outgrown" or rest
+                or self.cfg.val_batches or not cfg.needs_teacher):
+            return None  # quick validation scores the teacher on other windows than kept runs
+        twin_key = RunKey("flowdistill", key.ratio, key.seed)
+        try:
+            twin = self._reuse(twin_key)
+        except DataError:
+            return None
+        t_val = (((twin or {}).get("teacher") or {}).get("val") or {}).get("mae")
+        if twin is None or t_val is None:
+            return None
+        bar = t_val * (1.0 - cfg.teacher_margin)
+        history = twin["fit"]["history"]
+        # below the bar after the last epoch would switch an epoch that never ran
+        if not history or any(row["val_mae"] < bar for row in history[:-1]):
+            return None
+        result = json.loads(json.dumps(twin))
+        result["config"]["run"]["distill"] = cfg.to_dict()
+        result["teacher"].update(val_compared=t_val, switch_below=bar)
+        for row in result["fit"]["history"]:
+            row["teacher_on"] = 1.0
+        result["never_switched"] = (
+            f"the run of {twin_key.name} {ratio_tag(key.ratio)} s{key.seed}: its validation MAE "
+            f"never fell below {bar:.3f} before its last epoch, so the switch could not fire and "
+            "the runs are one")
         return result
 
     def _reuse(self, key: RunKey) -> dict[str, Any] | None:
