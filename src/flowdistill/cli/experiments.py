@@ -169,7 +169,8 @@ def _command(name: str, doc: str, default_ratio: float | None = None, default_mo
             str | None, typer.Option("--variants", help="ablation only: the variants to run "
                                      "(comma list; 'full' is always one), e.g. full,no-teacher; "
                                      "default the paper's five and no-teacher; until-outgrown "
-                                     "(teacher off once the student validates below it) on request")
+                                     "and until-outgrown-3pct (teacher off once the student "
+                                     "validates below it, or 3 % below) on request")
         ] = None,
         control: Annotated[
             bool, typer.Option("--control", help="ratios only: also the student without its "

@@ -361,8 +361,8 @@ class RunCache:
     def _never_switched(self, key: RunKey) -> dict[str, Any] | None:
         """A student with ``teacher_until="outgrown"`` whose paper-reading twin (same ratio, seed
         and teacher) never validated below the switch's bar before its last epoch: the switch
-        cannot have fired, every
-        epoch's objective is the paper's, so the run is that twin's, reused and marked so."""
+        cannot have fired, every epoch's objective is the paper's, so the run is that twin's,
+        reused and marked so."""
         cfg = replace(DistillConfig(), **key.distill)
         rest = {k: v for k, v in key.distill.items() if k not in ("teacher_until", "teacher_margin")}
         if (key.model != "flowdistill" or cfg.teacher_until != "outgrown" or rest
