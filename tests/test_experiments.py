@@ -308,6 +308,16 @@ def test_ratios_outgrown_row_reuses_the_paper_run_where_the_switch_cannot_fire(
         assert not own.exists() and "never fell below" in kept["never_switched"]
         assert kept["test"] == paper_run["test"]
         assert float(rows[OUTGROWN]["mae"]) == float(rows["flowdistill"]["mae"])
+        # a paper run kept before runs recorded the teacher's validation score: scored again
+        for path in (tmp_path / "runs/flowdistill/r0.1/s0/metrics.json",
+                     tmp_path / "cells/flowdistill/r0.1/s0.json"):
+            old = json.loads(path.read_text())
+            del old["teacher"]["val"]
+            path.write_text(json.dumps(old))
+        (tmp_path / f"cells/{OUTGROWN}/r0.1/s0.json").unlink()
+        suite.ratios(cfg, outgrown=True)
+        again = json.loads((tmp_path / f"cells/{OUTGROWN}/r0.1/s0.json").read_text())
+        assert again["teacher"]["switch_below"] == pytest.approx(bar) and not own.exists()
     suite.ratios(cfg, outgrown=True)  # the kept cell is reused as it is
 
 

@@ -333,6 +333,20 @@ class RunCache:
         """:meth:`TeacherPredictions.fingerprint` of ``cfg.teacher`` (read once)."""
         return self._teacher_file.fingerprint()
 
+    def teacher_val(self, ratio: float, seed: int) -> float | None:
+        """The student's teacher's MAE on the validation windows of a ratio's split (None when
+        its file lacks them), scored as a run scores it."""
+        from flowdistill.data.windows import WindowConfig, Windows
+        from flowdistill.experiments.runs import cached_dataset, teacher_scores
+        from flowdistill.teacher.file import TeacherPredictions
+
+        teacher = (self._teacher_file if self.cfg.teacher
+                   else TeacherPredictions.load(self.teacher_for(ratio, seed)))
+        windows = Windows(cached_dataset(self.spec(RunKey("flowdistill", ratio, seed))),
+                          WindowConfig(train_ratio=ratio))
+        return teacher_scores(teacher, windows, self.train_config().mask_threshold,
+                              "val").get("mae")
+
     def teacher_probe(self, ratio: float) -> list[float]:
         """:func:`~flowdistill.experiments.runs.teacher_probe` of ``cfg.teacher`` at a ratio."""
         if ratio not in self._probes:
@@ -373,8 +387,13 @@ class RunCache:
             twin = self._reuse(twin_key)
         except DataError:
             return None
-        t_val = (((twin or {}).get("teacher") or {}).get("val") or {}).get("mae")
-        if twin is None or t_val is None:
+        if twin is None:
+            return None
+        # cells kept before the teacher's validation score was recorded: score the same file
+        t_val = ((twin.get("teacher") or {}).get("val") or {}).get("mae")
+        if t_val is None:
+            t_val = self.teacher_val(key.ratio, key.seed)
+        if t_val is None:
             return None
         bar = t_val * (1.0 - cfg.teacher_margin)
         history = twin["fit"]["history"]

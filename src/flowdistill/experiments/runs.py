@@ -122,8 +122,9 @@ def teacher_probe(teacher: TeacherPredictions, windows: Windows) -> list[float]:
     return [round(float(v), 6) for v in preds.mean(axis=(0, 1), dtype=np.float64).ravel()]
 
 
-def _teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold,
-                    split: str = "test", first: int = 0) -> dict[str, Any]:
+def teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold,
+                   split: str = "test", first: int = 0) -> dict[str, Any]:
+    """The teacher's MAE / RMSE on a split's windows ({} when its file lacks them)."""
     ids = windows.ids(split)
     if first:  # the engine's quick validation scores only the first batches
         ids = ids[:first]
@@ -188,12 +189,12 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
             # a slimmed file (training windows only) carries the score measured before slimming
             for split in ("val", "test"):  # val: whether the student outgrew its teacher
                 teacher_info[split] = (
-                    _teacher_scores(teacher, windows, train_cfg.mask_threshold, split)
+                    teacher_scores(teacher, windows, train_cfg.mask_threshold, split)
                     or teacher.meta.get("scores", {}).get(split, {}))
         t_val = ((teacher_info or {}).get("val") or {}).get("mae")
         if train_cfg.limit_val_batches and spec.teacher is not None:
             # the student is scored on the first validation batches only: compare like with like
-            t_val = _teacher_scores(teacher, windows, train_cfg.mask_threshold, "val",
+            t_val = teacher_scores(teacher, windows, train_cfg.mask_threshold, "val",
                                     train_cfg.limit_val_batches * train_cfg.eval_batch_size
                                     ).get("mae")
         objective = DistillObjective(spec.distill, neighbours_for(ds, spec.distill.k_r), t_val)
@@ -216,7 +217,7 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
         extras = {"teacher": teacher.aligned(windows, splits=("train",))}
         objective = module.make_objective(train_cfg.mask_threshold)
         teacher_info = {"file": str(teacher_path), "model": teacher.model}
-        teacher_info["test"] = _teacher_scores(teacher, windows, train_cfg.mask_threshold)
+        teacher_info["test"] = teacher_scores(teacher, windows, train_cfg.mask_threshold)
 
     model = build_model(spec.model, ctx, options)
     fit = trainer.fit(model, windows, objective, out, extras, resume=spec.resume)
