@@ -192,7 +192,8 @@ def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
                     teacher_scores(teacher, windows, train_cfg.mask_threshold, split)
                     or teacher.meta.get("scores", {}).get(split, {}))
         t_val = ((teacher_info or {}).get("val") or {}).get("mae")
-        if train_cfg.limit_val_batches and spec.teacher is not None:
+        if (train_cfg.limit_val_batches and spec.teacher is not None
+                and spec.distill.teacher_until != "end"):  # only the switch reads it
             # the student is scored on the first validation batches only: compare like with like
             t_val = teacher_scores(teacher, windows, train_cfg.mask_threshold, "val",
                                     train_cfg.limit_val_batches * train_cfg.eval_batch_size
