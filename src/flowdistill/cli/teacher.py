@@ -74,6 +74,17 @@ def _weights_tag(model_dir: Path) -> str:
     return f"{model_dir.resolve()}|{digest}"
 
 
+def _fold(text: str) -> tuple[int, int]:
+    """'2/3' -> (2, 3)."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"--holdout takes k/K, e.g. 1/2; got {text!r}") from None
+    if not (n >= 2 and 1 <= k <= n):
+        raise typer.BadParameter(f"--holdout k/K needs 1 <= k <= K and K >= 2; got {text!r}")
+    return k, n
+
+
 @app.command("train")
 def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
@@ -117,6 +128,11 @@ def train(
         typer.Option("--target-repeat", min=1, help="Draw each target training window this many "
                      "times (with --extra: the strict teacher's target is otherwise a small share)."),
     ] = 1,
+    holdout: Annotated[
+        str | None,
+        typer.Option("--holdout", help="k/K: leave out block k of K of the student's training "
+                     "windows (with --pool train), for `teacher crossfit`."),
+    ] = None,
     pre_query: Annotated[
         str, typer.Option("--pre-query", help="<ST_PRE> input: shared, region or region+his.")
     ] = "region+his",
@@ -149,7 +165,8 @@ def train(
     )
 
     spec = DataSpec(dataset, str(data_dir) if data_dir else None, start, end, train_ratio,
-                    pool=pool, extra=tuple(extra or ()), target_repeat=target_repeat)
+                    pool=pool, extra=tuple(extra or ()), target_repeat=target_repeat,
+                    holdout=_fold(holdout) if holdout else None)
     cfg = TeacherConfig(backbone=backbone, layers=layers, layout=layout, dtype=dtype, lora_r=lora_r,
                         pre_query=pre_query, head_his=head_his, cache_prefix=cache_prefix,
                         level=level)
@@ -223,6 +240,8 @@ def predict(
         model, windows, out_file, ids=ids, batch_size=batch_size, chunk_size=chunk_size, device=device,
         tag=_weights_tag(model_dir), info={"seed": meta.get("train", {}).get("seed", 0),
                                             "model_dir": str(model_dir), "splits": splits,
+                                            **({"holdout": meta["data"]["holdout"]}
+                                               if meta["data"].get("holdout") else {}),
                                             "trained_on": meta.get("data_description", "")},
     )
     out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")
@@ -277,6 +296,31 @@ def ensemble(
     tp = TeacherPredictions.mean_of([TeacherPredictions.load(f) for f in files])
     path = tp.save(out_file)
     out.print(f"wrote {path} ({len(tp.window_ids)} windows, {tp.model})")
+
+
+@app.command("crossfit")
+def crossfit(
+    files: Annotated[list[Path], typer.Argument(help="The forecasts of the K fold teachers "
+                                                "(`teacher train --holdout k/K`, then `predict "
+                                                "--splits train,val,test`).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Teacher file to write.")],
+    dataset: DatasetOpt = "nyc-taxi-manhattan",
+    data_dir: DataDirOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    train_ratio: TrainRatioOpt = 0.1,
+    force: ForceOpt = False,
+) -> None:
+    """Join the fold teachers of a cross-fit: each training window forecast by the teacher that
+    never saw it, validation and test by their mean."""
+    from flowdistill.teacher.file import TeacherPredictions
+
+    _check_teacher_out(out_file, force)
+    _, windows = _windows(dataset, data_dir, start, end, train_ratio)
+    tp = TeacherPredictions.cross_fitted([TeacherPredictions.load(f) for f in files], windows)
+    path = tp.save(out_file)
+    out.print(f"wrote {path} ({len(tp.window_ids)} windows, {tp.model})")
+    _report(tp, windows)
 
 
 @import_app.command("urbangpt")

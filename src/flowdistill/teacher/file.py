@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,6 +165,61 @@ class TeacherPredictions:
                          **{k: files[0].meta.get(k) for k in ("backbone", "layers",
                                                               "prompt_layout")}})
         return cls(ids, preds.astype(np.float32), {**base, **info, **meta})
+
+    @classmethod
+    def cross_fitted(cls, files: list[TeacherPredictions], windows: Windows) -> TeacherPredictions:
+        """One file from the K teachers of a cross-fit (each tuned with one block held out).
+
+        A training window of ``windows`` takes the forecast of the teacher that never saw its
+        block; every other window (validation, test) the mean of the K teachers. The student's
+        teacher-bounded loss then compares it with forecasts made as on unseen slots, instead of
+        with a teacher's fit of the very labels the student has.
+        """
+        from flowdistill.teacher.sources import fold_windows
+
+        if len(files) < 2:
+            raise DataError("cross-fit", "needs the files of at least two fold teachers")
+        folds = []
+        for f in files:
+            h = f.meta.get("holdout")
+            if not h:
+                raise DataError("cross-fit", f"{f.model} was not tuned with a held-out block "
+                                "(`teacher train --holdout k/K`)")
+            folds.append((int(h[0]), int(h[1])))
+        sizes = {k for _, k in folds}
+        if len(sizes) != 1 or sorted(k for k, _ in folds) != list(range(1, len(files) + 1)) \
+                or sizes != {len(files)}:
+            raise DataError("cross-fit", f"needs blocks 1..K of one K, one file each; got "
+                            f"{sorted(f'{k}/{n}' for k, n in folds)}")
+        for f in files:
+            f.check_matches(windows, "cross-fit")
+            ratio = f.meta.get("train_ratio")
+            if ratio is not None and float(ratio) != windows.cfg.train_ratio:
+                raise DataError("cross-fit", f"a fold teacher held out blocks of the training "
+                                f"ratio {ratio}, this run's is {windows.cfg.train_ratio}")
+        train = windows.ids("train")
+        mean = cls.mean_of(files)
+        rows = WindowAligned(mean.window_ids, mean.preds).get(mean.window_ids).copy()
+        pos = {int(w): i for i, w in enumerate(mean.window_ids)}
+        for f, (k, n) in zip(files, folds, strict=True):
+            held = fold_windows(train, k, n)
+            lookup = WindowAligned(f.window_ids, f.preds, name=f"teacher[fold {k}/{n}]")
+            if not lookup.covers(held):
+                raise DataError("cross-fit", f"the fold {k}/{n} teacher has no forecast for some "
+                                "of its held-out windows: predict with --splits train,val,test")
+            missing = [int(w) for w in held if int(w) not in pos]
+            if missing:
+                raise DataError("cross-fit", f"training windows {missing[:3]} lack a forecast "
+                                "from some fold teacher")
+            rows[[pos[int(w)] for w in held]] = lookup.get(held)
+        trained = re.sub(r" less block \d+ of \d+", "", str(files[0].meta.get("trained_on", "")))
+        info = {"model": f"llm-teacher-crossfit({len(files)})",
+                "trained_on": f"{trained}; cross-fitted over {len(files)} blocks: each training "
+                              "window forecast by the teacher tuned without its block",
+                "folds": len(files),
+                **{k: files[0].meta[k] for k in ("backbone", "layers", "prompt_layout", "seed")
+                   if k in files[0].meta}}
+        return cls(mean.window_ids, rows, {**mean.meta, **info})
 
     def check_matches(self, windows: Windows, where: str = "teacher file") -> None:
         """Refuse a file made for another dataset, period, window length or region set.

@@ -5,7 +5,9 @@ never trains on (taxi, bike, weather). `TeacherWindows` gives the engine one win
 
 * the target dataset (e.g. nyc-taxi-manhattan): its training windows end either where the student's
   do (``pool="train"``, the *strict* teacher) or where validation starts (``pool="val"``: every slot
-  before the target's validation part; never a validation or test slot);
+  before the target's validation part; never a validation or test slot); with ``holdout=(k, K)``
+  the strict pool leaves out the k-th of K blocks of the student's training windows (and every
+  window sharing a slot with it), so that block can be forecast out of sample (cross-fitting);
 * other sources on the same regions and clock (e.g. nyc-bike-manhattan), only their slots that start
   before the target's validation start.
 
@@ -37,6 +39,28 @@ from flowdistill.data.windows import (
 from flowdistill.metrics import make_mask
 
 POOLS = ("train", "val")
+
+
+def fold_windows(train_ids: np.ndarray, fold: int, folds: int) -> np.ndarray:
+    """The training windows held out as fold ``fold`` (1-based) of ``folds``: one contiguous block.
+
+    Cross-fitting (``holdout``): a teacher tuned without this block forecasts it, so the student
+    learns on these windows from forecasts the teacher made as it would on unseen slots, not from a
+    fit of the labels. Contiguous blocks, because neighbouring windows share most of their slots.
+    """
+    if not (isinstance(folds, int) and isinstance(fold, int) and folds >= 2 and 1 <= fold <= folds):
+        raise DataError("teacher data", f"holdout must be fold k of K with 1 <= k <= K and K >= 2, "
+                        f"got {fold}/{folds}")
+    ids = np.asarray(train_ids, dtype=np.int64)
+    if len(ids) < folds:
+        raise DataError("teacher data", f"{len(ids)} training windows cannot make {folds} folds")
+    return np.array_split(ids, folds)[fold - 1]
+
+
+def _apart(ids: np.ndarray, held: np.ndarray, span: int) -> np.ndarray:
+    """``ids`` less every window sharing a slot with a held-out window (windows span ``span`` slots)."""
+    lo, hi = int(held.min()) - span + 1, int(held.max()) + span - 1
+    return ids[(ids < lo) | (ids > hi)]
 
 
 @dataclass(frozen=True)
@@ -72,12 +96,16 @@ class TeacherWindows(Windows):
         pool: str = "train",
         extra: list[FlowDataset] | None = None,
         target_repeat: int = 1,
+        holdout: tuple[int, int] | None = None,
     ) -> None:
         if pool not in POOLS:
             raise DataError("teacher data", f"pool must be one of {POOLS}, got {pool!r}")
         if not isinstance(target_repeat, int) or target_repeat < 1:
             raise DataError("teacher data", f"target_repeat must be a whole number >= 1, got "
                             f"{target_repeat!r}")
+        if holdout is not None and pool != "train":
+            raise DataError("teacher data", "holdout (cross-fitting) splits the student's own "
+                            "training slots: it needs pool='train'")
         self.target = Windows(target, cfg)  # the student's windows: ids, bounds, checks
         super().__init__(target, cfg)
         b = self.target.bounds
@@ -86,8 +114,20 @@ class TeacherWindows(Windows):
         cutoff = target.timestamps[b.val_start]  # nothing at or after the target's validation start
         self.pool = pool
         self.target_repeat = target_repeat
+        self.holdout = tuple(holdout) if holdout is not None else None
         self.bounds = SplitBounds(pool_end, b.val_start, b.test_start, b.num_slots)
-        self.scaler = StandardScaler.fit(target.flows[:pool_end])
+        target_ids = np.arange(L, pool_end - H + 1, dtype=np.int64)
+        fit_slots = target.flows[:pool_end]
+        self.held_out = np.zeros(0, dtype=np.int64)
+        if self.holdout is not None:
+            self.held_out = fold_windows(self.target.ids("train"), *self.holdout)
+            target_ids = _apart(target_ids, self.held_out, L + H)
+            if len(target_ids) == 0:
+                raise DataError("teacher data", f"fold {self.holdout[0]}/{self.holdout[1]} leaves "
+                                "no target window to tune on")
+            lo, hi = int(self.held_out.min()) - L, int(self.held_out.max()) + H
+            fit_slots = np.concatenate([fit_slots[:lo], fit_slots[hi:]])  # not the held-out slots
+        self.scaler = StandardScaler.fit(fit_slots)
         self.source_scalers = [self.scaler]
         raw = [target.flows.astype(np.float32)]
         scaled = [self.scaler.transform(raw[0]).astype(np.float32)]
@@ -96,7 +136,7 @@ class TeacherWindows(Windows):
                                  pd.Timestamp(target.start).isoformat())]
         # Repeating the target's windows raises its share of the draws: the strict teacher has
         # far fewer target windows than windows of the other sources.
-        train_ids = [np.tile(np.arange(L, pool_end - H + 1, dtype=np.int64), target_repeat)]
+        train_ids = [np.tile(target_ids, target_repeat)]
         offset = target.num_slots
         for ds in extra or []:
             if ds.num_regions != target.num_regions or ds.interval_minutes != target.interval_minutes:
@@ -143,6 +183,8 @@ class TeacherWindows(Windows):
         d["teacher_data"] = {
             "pool": self.pool,
             "target_repeat": self.target_repeat,
+            **({"holdout": list(self.holdout), "held_out_windows": int(len(self.held_out))}
+               if self.holdout is not None else {}),
             "segments": [s.to_dict() for s in self.segments],
             "train_windows_per_source": {s.name: int(c) for s, c in zip(self.segments, counts,
                                                                          strict=True)},
@@ -176,4 +218,4 @@ class SourceScaledMAE:
         return loss, {"mae": float(loss.detach())}
 
 
-__all__ = ["POOLS", "Segment", "SourceScaledMAE", "TeacherWindows", "flow_kind"]
+__all__ = ["POOLS", "Segment", "SourceScaledMAE", "TeacherWindows", "flow_kind", "fold_windows"]

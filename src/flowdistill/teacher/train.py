@@ -56,31 +56,46 @@ class DataSpec:
     # Each target training window this many times in the pool (the strict teacher's target is a
     # small share of its windows otherwise).
     target_repeat: int = 1
+    # Cross-fitting: (k, K) leaves out the k-th of K blocks of the student's training windows
+    # (1-based), which this teacher then forecasts out of sample (`teacher crossfit`).
+    holdout: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         # the value itself is checked where it is used (TeacherWindows; the CLI option has min=1)
         if self.target_repeat != 1 and not self.extra:
             raise DataError("teacher data", "--target-repeat raises the target's share among other "
                             "sources: it needs --extra")
+        if self.holdout is not None:
+            self.holdout = (int(self.holdout[0]), int(self.holdout[1]))
+            if self.pool != "train":
+                raise DataError("teacher data", "--holdout leaves out part of the student's own "
+                                "slots: it needs --pool train")
 
     def windows(self) -> Windows:
         ds = load_dataset(self.dataset, self.data_dir, self.start, self.end)
         cfg = WindowConfig(self.input_len, self.output_len, train_ratio=self.train_ratio)
-        if self.pool == "train" and not self.extra:
+        if self.pool == "train" and not self.extra and self.holdout is None:
             return Windows(ds, cfg)
         others = [load_dataset(name, self.data_dir, self.start, self.end) for name in self.extra]
-        return TeacherWindows(ds, cfg, self.pool, others, self.target_repeat)
+        return TeacherWindows(ds, cfg, self.pool, others, self.target_repeat, self.holdout)
 
     def settings(self) -> dict[str, Any]:
-        """The saved settings; ``target_repeat`` only when set, so runs saved before it resume."""
+        """The saved settings; ``target_repeat`` and ``holdout`` only when set, so runs saved
+        before them resume."""
         d = dict(vars(self))
         if d.get("target_repeat") == 1:
             d.pop("target_repeat")
+        if d.get("holdout") is None:
+            d.pop("holdout")
+        else:
+            d["holdout"] = list(d["holdout"])
         return d
 
     def describe(self) -> str:
         """One line for tables: which slots of which datasets the teacher was tuned on."""
         own = "the student's training slots" if self.pool == "train" else "every slot before validation"
+        if self.holdout is not None:
+            own += f" less block {self.holdout[0]} of {self.holdout[1]}"
         if self.target_repeat != 1:
             own += f" (each window ×{self.target_repeat})"
         extra = f" + {', '.join(self.extra)} (slots before validation)" if self.extra else ""
