@@ -69,3 +69,22 @@ def test_sweep_ratios_can_be_narrowed_to_one_column():
     bad = subprocess.run(["bash", "scripts/full_sweep.sh", "nyc-taxi-manhattan", "-", "list"],
                          cwd=ROOT, capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "FLOWDISTILL_SWEEP_RATIOS" in bad.stderr
+
+
+def test_cross_fit_recipe_tunes_each_fold_without_its_block(tmp_path):
+    """Each fold teacher: the strict recipe less its block, the target's share kept (8·K/(K-1))."""
+    env = {**os.environ, "RUN": "echo", "FLOWDISTILL_TEACHER_KEEP": str(tmp_path / "keep"),
+           "FLOWDISTILL_SWEEP_DIR": str(tmp_path / "runs")}
+    out = subprocess.run(["bash", "scripts/full_crossfit.sh", "nyc-bike-manhattan", "3", "0", "2"],
+                         cwd=ROOT, capture_output=True, text=True, env=env)
+    # (RUN=echo trains nothing, so the script stops where it copies the weights)
+    lines = [x for x in out.stdout.splitlines() if "teacher train" in x]
+    assert len(lines) == 1  # FOLD given: only that fold
+    line = lines[0]
+    assert "--pool train --holdout 2/3 --target-repeat 12" in line
+    assert "--extra nyc-taxi-manhattan" in line and "--lr-decay 0.5" in line
+    assert "nyc-bike-manhattan-crossfit3-f2-s0" in line
+    assert "--splits train,val,test" in (ROOT / "scripts/full_crossfit.sh").read_text()
+    bad = subprocess.run(["bash", "scripts/full_crossfit.sh", "nyc-taxi-manhattan", "1"], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "FOLDS" in bad.stderr

@@ -654,3 +654,110 @@ def test_mean_of_llm_seeds_stays_an_llm_teacher(windows, tmp_path):
     # a baseline among the members: an ensemble, not an LLM teacher
     other = TeacherPredictions.create(windows, ids, truth, model="stid", **info)
     assert TeacherPredictions.mean_of([seeds[0], other]).model == "ensemble(llm-teacher+stid)"
+
+
+def test_holdout_leaves_a_block_and_its_neighbours_out_of_the_strict_pool():
+    """--holdout k/K: fold k is one contiguous block of the student's training windows; the pool
+    keeps no window sharing a slot with it, the other source and val/test are untouched."""
+    from flowdistill.teacher.sources import TeacherWindows, fold_windows
+    from flowdistill.teacher.train import DataSpec
+
+    target, other = small_dataset(days=20), small_dataset(days=20, seed=1)
+    cfg = WindowConfig(train_ratio=0.3, val_ratio=0.2, test_ratio=0.2)
+    own = Windows(target, cfg).ids("train")
+    blocks = [fold_windows(own, k, 3) for k in (1, 2, 3)]
+    assert np.array_equal(np.concatenate(blocks), own)  # contiguous, in order, covering all
+    whole = TeacherWindows(target, cfg, pool="train", extra=[other])
+    span = cfg.input_len + cfg.output_len
+    for k, held in enumerate(blocks, start=1):
+        tw = TeacherWindows(target, cfg, pool="train", extra=[other], holdout=(k, 3))
+        ids = tw.ids("train")
+        mine = ids[tw.source_of(ids) == 0]
+        assert np.array_equal(tw.held_out, held)
+        gap = np.abs(mine[:, None] - held[None, :]).min()
+        assert gap >= span  # no shared slot: window t spans [t-L, t+H)
+        far = own[np.abs(own[:, None] - held[None, :]).min(axis=1) >= span]
+        assert np.array_equal(np.sort(mine), far)  # and everything else is kept
+        assert np.array_equal(ids[tw.source_of(ids) == 1],
+                              whole.ids("train")[whole.source_of(whole.ids("train")) == 1])
+        assert np.array_equal(tw.ids("test"), whole.ids("test"))
+        assert tw.describe()["teacher_data"]["holdout"] == [k, 3]
+    # the held-out slots are not in the scaler either
+    held = blocks[1]
+    tw = TeacherWindows(target, cfg, pool="train", extra=[other], holdout=(2, 3))
+    kept = np.concatenate([target.flows[: held.min() - 12], target.flows[held.max() + 12:
+                                                                          tw.bounds.train_end]])
+    np.testing.assert_allclose(tw.scaler.mean, kept.reshape(-1, 2).mean(axis=0), rtol=1e-5)
+    for bad in ((0, 3), (4, 3), (1, 1)):
+        with pytest.raises(DataError, match="holdout"):
+            TeacherWindows(target, cfg, pool="train", extra=[other], holdout=bad)
+    with pytest.raises(DataError, match="pool"):
+        TeacherWindows(target, cfg, pool="val", extra=[other], holdout=(1, 2))
+    with pytest.raises(DataError, match="--pool train"):
+        DataSpec(pool="val", holdout=(1, 2))
+    spec = DataSpec(extra=("b",), holdout=[1, 2])
+    assert spec.holdout == (1, 2) and spec.settings()["holdout"] == [1, 2]
+    assert "holdout" not in DataSpec().settings()  # runs saved before the option resume
+    assert "less block 1 of 2" in spec.describe()
+
+
+def test_cross_fit_takes_each_training_window_from_the_teacher_that_never_saw_it(windows, tmp_path):
+    from flowdistill.experiments.common import BenchConfig, describe_teacher
+    from flowdistill.teacher.sources import fold_windows
+
+    ids = windows.all_ids
+    truth = windows.targets(ids)
+    on = "tiny-city: the student's training slots less block {} of 2 (each window ×16) + bike"
+    folds = [TeacherPredictions.create(windows, ids, truth + 10.0 * k, model="llm-teacher",
+                                       holdout=[k, 2], seed=0, trained_on=on.format(k),
+                                       backbone="smollm2-135m", layers=1, prompt_layout="city")
+             for k in (1, 2)]
+    joined = TeacherPredictions.cross_fitted(folds[::-1], windows)  # any order
+    look = joined.aligned(windows, splits=("train", "val", "test"))
+    train = windows.ids("train")
+    for k in (1, 2):
+        held = fold_windows(train, k, 2)
+        np.testing.assert_allclose(look.get(held), windows.targets(held) + 10.0 * k, atol=1e-4)
+    val = windows.ids("val")
+    np.testing.assert_allclose(look.get(val), windows.targets(val) + 15.0, atol=1e-4)
+    assert joined.model == "llm-teacher-crossfit(2)" and joined.meta["folds"] == 2
+    assert "less block" not in joined.meta["trained_on"]
+    assert "cross-fitted over 2 blocks" in joined.meta["trained_on"]
+    desc = describe_teacher(BenchConfig(out=tmp_path, teacher=str(joined.save(tmp_path / "j.npz"))))
+    assert desc["kind"] == "llm" and "2 fold teachers joined by cross-fitting" in desc["description"]
+    # refused: a file without a held-out block, a missing block, a block forecast only partly
+    plain = TeacherPredictions.create(windows, ids, truth, model="llm-teacher")
+    with pytest.raises(DataError, match="held-out block"):
+        TeacherPredictions.cross_fitted([folds[0], plain], windows)
+    with pytest.raises(DataError, match="blocks 1..K"):
+        TeacherPredictions.cross_fitted([folds[0], folds[0]], windows)
+    short = folds[1].subset(np.setdiff1d(ids, fold_windows(train, 2, 2)[:3]))
+    with pytest.raises(DataError, match="held-out windows"):
+        TeacherPredictions.cross_fitted([folds[0], short], windows)
+    other_ratio = Windows(windows.dataset, WindowConfig(train_ratio=0.4, val_ratio=0.2,
+                                                        test_ratio=0.2))
+    with pytest.raises(DataError, match="training ratio"):
+        TeacherPredictions.cross_fitted(folds, other_ratio)
+
+
+def test_cli_cross_fit_joins_fold_files_and_refuses_bad_input(monkeypatch, capsys, tmp_path):
+    ds_path = small_dataset().save(tmp_path / "tiny.npz")
+    windows = Windows(small_dataset(), WindowConfig(train_ratio=0.5, val_ratio=0.2, test_ratio=0.2))
+    ids, truth = windows.all_ids, windows.targets(windows.all_ids)
+    files = []
+    for k in (1, 2):
+        tp = TeacherPredictions.create(windows, ids, truth + k, model="llm-teacher", holdout=[k, 2])
+        files.append(str(tp.save(tmp_path / f"f{k}.npz")))
+    out = tmp_path / "joined.npz"
+    code, stdout, err = run_cli(monkeypatch, capsys, "teacher", "crossfit", *files, "--dataset",
+                                str(ds_path), "--train-ratio", "0.5", "--out", str(out))
+    assert code == 0, err
+    assert "llm-teacher-crossfit(2)" in stdout
+    assert TeacherPredictions.load(out).model == "llm-teacher-crossfit(2)"
+    code, _, err = run_cli(monkeypatch, capsys, "teacher", "crossfit", files[0], "--dataset",
+                           str(ds_path), "--train-ratio", "0.5", "--out", str(tmp_path / "x.npz"))
+    assert code == 2 and "at least two" in err and not (tmp_path / "x.npz").exists()
+    for bad in ("3/2", "1-2", "1/1"):
+        code, _, err = run_cli(monkeypatch, capsys, "teacher", "train", "--dataset", str(ds_path),
+                               "--holdout", bad, "--out", str(tmp_path / "t"))
+        assert code == 2 and "--holdout" in err and not (tmp_path / "t").exists()

@@ -628,6 +628,9 @@ def describe_teacher(cfg: BenchConfig, runs: Iterable[dict[str, Any]] = ()) -> d
             mean = (f"the window-by-window mean of {len(meta['members'])} fine-tunes "
                     f"({model.removeprefix('llm-teacher-')}), "
                     if model != "llm-teacher" and meta.get("members") else "")
+            if model.startswith("llm-teacher-crossfit"):  # teacher.file.cross_fitted
+                mean = (f"{meta.get('folds', '?')} fold teachers joined by cross-fitting, "
+                        f"seed {meta.get('seed', '?')}, ")
             desc = (f"LLM teacher ({mean}{meta.get('backbone', 'LLM')}, "
                     f"{meta.get('layers', '?')} layer(s), prompt layout "
                     f"{meta.get('prompt_layout', '?')}, LoRA-tuned; trained on {trained}), "
