@@ -199,7 +199,7 @@ class TeacherPredictions:
                                 f"ratio {ratio}, this run's is {windows.cfg.train_ratio}")
         train = windows.ids("train")
         mean = cls.mean_of(files)
-        rows = WindowAligned(mean.window_ids, mean.preds).get(mean.window_ids).copy()
+        rows = mean.preds.copy()
         pos = {int(w): i for i, w in enumerate(mean.window_ids)}
         for f, (k, n) in zip(files, folds, strict=True):
             held = fold_windows(train, k, n)
