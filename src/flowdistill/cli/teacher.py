@@ -64,6 +64,13 @@ def _report(tp, windows) -> None:
         out.print(metrics_table("teacher file", rows))
 
 
+def _written(tp, out_file: Path, windows, what: str = "") -> None:
+    """Save a teacher file made by a command, say where, and score it on val/test."""
+    path = tp.save(out_file)
+    out.print(f"wrote {path} ({len(tp.window_ids)} windows{what})")
+    _report(tp, windows)
+
+
 def _weights_tag(model_dir: Path) -> str:
     """Ties part files to these exact weights, so a retrained model never reuses stale parts."""
     import hashlib
@@ -318,9 +325,7 @@ def crossfit(
     _check_teacher_out(out_file, force)
     _, windows = _windows(dataset, data_dir, start, end, train_ratio)
     tp = TeacherPredictions.cross_fitted([TeacherPredictions.load(f) for f in files], windows)
-    path = tp.save(out_file)
-    out.print(f"wrote {path} ({len(tp.window_ids)} windows, {tp.model})")
-    _report(tp, windows)
+    _written(tp, out_file, windows, f", {tp.model}")
 
 
 @import_app.command("urbangpt")
@@ -344,9 +349,7 @@ def import_urbangpt_cmd(
     _check_teacher_out(out_file, force)
     _, windows = _windows(dataset, data_dir, start, end, train_ratio)
     tp = import_urbangpt(files, windows, first_window, check_truth=not no_check)
-    tp.save(out_file)
-    out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")
-    _report(tp, windows)
+    _written(tp, out_file, windows)
 
 
 @import_app.command("npz")
@@ -368,6 +371,4 @@ def import_npz_cmd(
     _check_teacher_out(out_file, force)
     _, windows = _windows(dataset, data_dir, start, end, train_ratio)
     tp = import_npz(file, windows, layout, key)
-    tp.save(out_file)
-    out.print(f"wrote {out_file} ({len(tp.window_ids)} windows)")
-    _report(tp, windows)
+    _written(tp, out_file, windows)

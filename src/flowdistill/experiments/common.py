@@ -395,7 +395,7 @@ class RunCache:
             t_val = self.teacher_val(key.ratio, key.seed)
         if t_val is None:
             return None
-        bar = t_val * (1.0 - cfg.teacher_margin)
+        bar = cfg.switch_below(t_val)
         history = twin["fit"]["history"]
         # below the bar after the last epoch would switch an epoch that never ran
         if not history or any(row["val_mae"] < bar for row in history[:-1]):
@@ -625,12 +625,13 @@ def describe_teacher(cfg: BenchConfig, runs: Iterable[dict[str, Any]] = ()) -> d
         trained = meta.get("trained_on") or (f"training ratio {meta['train_ratio']}"
                                              if "train_ratio" in meta else "unknown data")
         if kind == "llm":
-            mean = (f"the window-by-window mean of {len(meta['members'])} fine-tunes "
-                    f"({model.removeprefix('llm-teacher-')}), "
-                    if model != "llm-teacher" and meta.get("members") else "")
             if model.startswith("llm-teacher-crossfit"):  # teacher.file.cross_fitted
                 mean = (f"{meta.get('folds', '?')} fold teachers joined by cross-fitting, "
                         f"seed {meta.get('seed', '?')}, ")
+            else:
+                mean = (f"the window-by-window mean of {len(meta['members'])} fine-tunes "
+                        f"({model.removeprefix('llm-teacher-')}), "
+                        if model != "llm-teacher" and meta.get("members") else "")
             desc = (f"LLM teacher ({mean}{meta.get('backbone', 'LLM')}, "
                     f"{meta.get('layers', '?')} layer(s), prompt layout "
                     f"{meta.get('prompt_layout', '?')}, LoRA-tuned; trained on {trained}), "

@@ -70,6 +70,13 @@ class DistillConfig:
             or (self.use_temporal and self.lambda_tem and self.tem_reference == "teacher")
         )
 
+    def switch_below(self, teacher_val_mae: float | None) -> float | None:
+        """The validation MAE below which ``teacher_until="outgrown"`` switches the teacher off
+        (None: never)."""
+        if self.teacher_until != "outgrown" or teacher_val_mae is None:
+            return None
+        return teacher_val_mae * (1.0 - self.teacher_margin)
+
     def without_teacher(self) -> DistillConfig:
         """The same objective with every teacher reference swapped for the truth and no L_tbl:
         the student trained on its data alone (the headline's `flowdistill-no-teacher`)."""
@@ -144,10 +151,7 @@ class DistillObjective:
     @property
     def switch_below(self) -> float | None:
         """The validation MAE below which the teacher is switched off (None: never)."""
-        c = self.full_cfg
-        if c.teacher_until != "outgrown" or self.teacher_val_mae is None:
-            return None
-        return self.teacher_val_mae * (1.0 - c.teacher_margin)
+        return self.full_cfg.switch_below(self.teacher_val_mae)
 
     @property
     def teacher_on(self) -> bool:

@@ -186,9 +186,7 @@ class TeacherPredictions:
                 raise DataError("cross-fit", f"{f.model} was not tuned with a held-out block "
                                 "(`teacher train --holdout k/K`)")
             folds.append((int(h[0]), int(h[1])))
-        sizes = {k for _, k in folds}
-        if len(sizes) != 1 or sorted(k for k, _ in folds) != list(range(1, len(files) + 1)) \
-                or sizes != {len(files)}:
+        if sorted(folds) != [(k, len(files)) for k in range(1, len(files) + 1)]:
             raise DataError("cross-fit", f"needs blocks 1..K of one K, one file each; got "
                             f"{sorted(f'{k}/{n}' for k, n in folds)}")
         for f in files:
