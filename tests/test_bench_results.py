@@ -525,3 +525,46 @@ def test_the_teacher_is_kept_only_where_validation_says_it_helps():
     assert [x["test"]["mae"] for x in picked[0.1]] == [12.1, 12.5]
     assert [x["test"]["mae"] for x in picked[0.4]] == [11.9]  # seed 1 has no control: left out
     assert picked_by_validation({("flowdistill", 0.1): cells[("flowdistill", 0.1)]}) == {}
+
+
+def _cell(folder, name: str, seed: int, mae: float, epochs: int = 100) -> None:
+    path = folder / "cells" / name / "r0.1" / f"s{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "model": name, "test": {"mae": mae, "rmse": 2 * mae}, "val": {"mae": mae},
+        "teacher": {"model": "llm-teacher-seeds(0,1,2)", "test": {"mae": 11.5}},
+        "config": {"run": {"train_ratio": 0.1, "seed": seed,
+                           "train": {"max_epochs": epochs, "patience": 15}}}}))
+
+
+def test_report_sets_the_kept_cells_beside_the_frozen_headline(tmp_path):
+    from flowdistill.experiments.report import headline_cells_note
+
+    results = tmp_path / "results"
+    folder = results / "nyc-taxi-manhattan"
+    results.mkdir(parents=True)
+    (results / "headline.json").write_text(json.dumps({
+        "git": "abc", "created": "2026-01-01", "machine": "m", "dataset": "nyc-taxi-manhattan",
+        "train_ratio": 0.1, "seeds": [0, 1], "epochs": 100, "patience": 15,
+        "student_trained_on": "taxi", "verdict": {}, "summary": []}))
+    for seed, (fd, ctl) in enumerate([(10.0, 11.0), (12.0, 13.0)]):
+        _cell(folder, "flowdistill", seed, fd)
+        _cell(folder, "flowdistill@no-teacher", seed, ctl)
+    _cell(folder, "stid", 0, 12.0)
+    assert headline_cells_note([results]) == ""  # STID's seed 1 not kept yet
+    _cell(folder, "stid", 1, 14.0, epochs=6)  # a smoke run does not count
+    assert headline_cells_note([results]) == ""
+    _cell(folder, "stid", 1, 14.0)
+    note = headline_cells_note([results])
+    assert "nyc-taxi-manhattan, 10 %, seeds 0, 1" in note
+    assert "FlowDistill 11.000 ± 1.414" in note and "STID 13.000 ± 1.414" in note
+    assert "without a teacher 12.000 ± 1.414" in note and "strict" not in note
+    assert "its own test MAE 11.500" in note
+    for seed in (0, 1):
+        _cell(folder, "flowdistill-strict-teacher", seed, 12.5)
+    assert "strict teacher (tuned on no target slot beyond the student's) 12.500 ± 0.000" in \
+        headline_cells_note([results])
+    doc = tmp_path / "results.md"
+    build_report([results], doc)
+    text = doc.read_text()
+    assert text.index(END) < text.index("The sweep's kept cells") < text.index("## Claims")
