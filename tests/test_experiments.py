@@ -372,12 +372,12 @@ def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
     base = json.loads((bench.out / "runs/ha/r0.1/s0/metrics.json").read_text())
 
     def keep(name: str, seed: int, mae: float, epochs: int = 100, teacher: str = "",
-             ratio: float = 0.1) -> None:
+             ratio: float = 0.1, teacher_mae: float = 11.0) -> None:
         cell = json.loads(json.dumps(base))
         if teacher:  # a distilled cell, with the teacher it recorded
             cell["model"] = "flowdistill"
             cell["teacher"] = {"model": "llm-teacher-seeds(0,1,2)", "trained_on": "taxi",
-                               "fingerprint": teacher, "test": {"mae": 11.0}}
+                               "fingerprint": teacher, "test": {"mae": teacher_mae}}
         cell["config"]["run"].update(seed=seed, train_ratio=ratio)
         cell["config"]["run"]["train"].update(max_epochs=epochs, patience=15)
         cell["test"]["mae"] = mae
@@ -390,17 +390,30 @@ def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
     keep("ha", 0, 5.0, ratio=0.4)  # more slots, higher error: the season note appears
     keep("stid", 0, 9.0, epochs=6)  # a shortened run: not a full-protocol cell
     keep("flowdistill", 0, 4.0, teacher="new")
-    keep("flowdistill-constlr-teacher", 0, 5.0, teacher="old")  # kept from an earlier teacher
+    keep("flowdistill-constlr-teacher", 0, 5.0, teacher="old", teacher_mae=12.0)  # another teacher
+    keep("flowdistill@no-ib", 1, 4.5, teacher="new")  # an ablation point: same teacher, one ratio
     shutil.copytree(bench.out, tmp_path / "results/bench", ignore=shutil.ignore_patterns("runs"))
     out = tmp_path / "results.md"
     build_report([tmp_path / "results"], out)
     text = out.read_text()
     progress = text[text.index("## Full sweeps in progress"):]
     assert "4 of the 150 cells" in progress  # the earlier teacher's row is not a planned cell
-    assert ("- teacher of flowdistill: llm-teacher-seeds(0,1,2) (trained on taxi; fingerprint new, "
-            "its test MAE 11.000)") in progress
+    # one line per teacher, naming the rows it taught
+    assert ("- teacher of flowdistill, flowdistill@no-ib: llm-teacher-seeds(0,1,2) (trained on "
+            "taxi; fingerprint new, its test MAE 11.000)") in progress
+    # variants kept at one ratio leave the ratio table for a short table of their own
+    sweep_table, variants = progress.split("FlowDistill variants kept at one ratio")
+    assert "| flowdistill@no-ib |" not in sweep_table and "| flowdistill |" in sweep_table
+    assert "| flowdistill@no-ib | 10 % | 4.500 (s1) |" in variants
+    assert "| flowdistill-constlr-teacher | 10 % | 5.000 (s0) |" in variants
+    assert "forecast again from its kept weights" not in progress  # two teachers, not one twice
+    keep("flowdistill@no-tbl", 0, 4.2, teacher="again")  # the first teacher, forecast again
+    build_report([tmp_path / "results"], out)
+    assert "- teacher of flowdistill@no-tbl: llm-teacher-seeds(0,1,2) (trained on taxi; " \
+        "fingerprint again, its test MAE 11.000)\n- a teacher listed under two fingerprints was " \
+        "forecast again from its kept weights" in out.read_text()
     assert "- teacher of flowdistill-constlr-teacher: llm-teacher-seeds(0,1,2) (trained on taxi; " \
-        "fingerprint old" in progress
+        "fingerprint old, its test MAE 12.000)" in progress
     assert "| ha | 2.000 ± 1.414 (s0,1) | – | – | 5.000 (s0) | – |" in progress
     assert "historical average's test MAE rises from 2.000 at 10 % to 5.000 at 40 %" in progress
     assert "| stid |" not in progress.split("### Ratio sweep so far — city")[1].split("##")[0]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -373,19 +374,21 @@ def progress_section(run_dirs: list[Path]) -> str:
                            key=lambda n: (DEFAULT_MODELS.index(n) if n in DEFAULT_MODELS
                                           else len(DEFAULT_MODELS), n))
             ratios = sorted({r for _, r in cells} | set(PLANNED_RATIOS))
-            rows = []
-            for n in names:
-                row = [n]
-                for r in ratios:
-                    runs = shown.get((n, r), [])
-                    if not runs:
-                        row.append("–")
-                        continue
-                    mae, sd = mean_std([c["test"]["mae"] for c in runs])
-                    seeds = ",".join(str(c["config"]["run"]["seed"]) + ("" if on_cpu(c) else "*")
-                                     for c in runs)
-                    row.append(f"{fmt_pm(mae, sd, len(runs), 3)} (s{seeds})")
-                rows.append(row)
+
+            def reading(runs: list[dict[str, Any]]) -> str:
+                mae, sd = mean_std([c["test"]["mae"] for c in runs])
+                seeds = ",".join(str(c["config"]["run"]["seed"]) + ("" if on_cpu(c) else "*")
+                                 for c in runs)
+                return f"{fmt_pm(mae, sd, len(runs), 3)} (s{seeds})"
+
+            # A variant kept at one ratio only (an ablation, a hyper-parameter point, another
+            # teacher) is no row of the ratio sweep: it goes in a short table of its own.
+            single = {n for n in names if n not in DEFAULT_MODELS and n not in (VAL_PICK, CONTROL)
+                      and len({r for m, r in shown if m == n}) == 1}
+            rows = [[n] + [reading(shown[(n, r)]) if shown.get((n, r)) else "–" for r in ratios]
+                    for n in names if n not in single]
+            one_ratio = [[n, f"{100 * r:g} %", reading(shown[(n, r)])]
+                         for n in names if n in single for m, r in shown if m == n]
             planned = len(DEFAULT_MODELS) * len(PLANNED_RATIOS) * 3
             done = sum(len(v) for (n, r), v in cells.items()
                        if n in DEFAULT_MODELS and r in PLANNED_RATIOS)
@@ -399,7 +402,17 @@ def progress_section(run_dirs: list[Path]) -> str:
                             f"{t.get('model')} (trained on {t.get('trained_on', 'unknown data')}; "
                             f"fingerprint {t.get('fingerprint', '?')}, its test MAE "
                             f"{t.get('test', {}).get('mae', float('nan')):.3f})")
-            teachers = [f"{n}: " + "; ".join(sorted(by_row[n])) for n in names if n in by_row]
+            # one line per teacher, naming every row it taught (many variants share one teacher)
+            rows_of: dict[str, list[str]] = {}
+            for n in names:
+                for t in sorted(by_row.get(n, ())):
+                    rows_of.setdefault(t, []).append(n)
+            teachers = [f"{', '.join(ns)}: {t}" for t, ns in rows_of.items()]
+            unprinted = {re.sub(r"fingerprint \w+, ", "", t) for t in rows_of}
+            refp = ("- a teacher listed under two fingerprints was forecast again from its kept "
+                    "weights on another CPU (the last bits differ); its cells are matched by the "
+                    "forecasts' probe (docs/experiments.md)\n"
+                    if len(unprinted) < len(rows_of) else "")
             ha = {r: mean_std([c["test"]["mae"] for c in v])[0]
                   for (n, r), v in cells.items() if n == "ha"}
             note = season_note(ha)
@@ -426,13 +439,17 @@ def progress_section(run_dirs: list[Path]) -> str:
                 f"{', '.join(f'{100 * r:g}' for r in PLANNED_RATIOS)} % × seeds 0, 1, 2). Test "
                 "MAE, mean ± std over the seeds listed in brackets; every cell ran to early "
                 "stopping at the full protocol (up to 100 epochs, patience 15).\n\n"
-                + "".join(f"- teacher of {t}\n" for t in teachers)
+                + "".join(f"- teacher of {t}\n" for t in teachers) + refp
                 + f"- git revisions of the cells: {', '.join(revs)}; machines: "
                 f"{'; '.join(machines)}\n"
                 f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
                 "\n" + pick_note + gpu_note + left + "\n"
                 + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows)
                 + (f"\n{note}\n" if note else "")
+                + ("\nFlowDistill variants kept at one ratio (ablation, hyper-parameter points, "
+                   "other teachers; their experiments report them once complete):\n\n"
+                   + markdown_table(["variant", "ratio", "test MAE"], one_ratio)
+                   if one_ratio else "")
                 + _efficiency_block(cells))
     if not parts:
         return ""
