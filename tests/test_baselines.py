@@ -181,6 +181,41 @@ def test_localized_adjacency_structure() -> None:
     assert not a[0:3, 6:9].any()  # no link two steps apart
 
 
+def test_stsgcn_layer_matches_the_papers_window_by_window_computation() -> None:
+    # The layer computes every window at once, nodes-last; the paper's description, one window
+    # at a time on its (3N)² localized graph in (B, T, N, d), must give the same numbers.
+    from flowdistill.models.stsgcn import _STSGCL, STSGCNConfig
+
+    gen = torch.Generator().manual_seed(0)
+    n, t, d, b = 3, 5, 4, 2
+    local = torch.tensor(localized_adjacency(PATH3, 3))
+    layer = _STSGCL(local, n, t, d, STSGCNConfig(hidden_dim=d))
+    with torch.no_grad():  # a mask and biases away from their initial ones and zeros
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    h = torch.randn(b, t, n, d, generator=gen)
+    mask = torch.zeros(3 * n, 3 * n)  # the mask lives on the graph's non-zero entries only
+    for i in range(3):
+        mask[i * n:(i + 1) * n, i * n:(i + 1) * n] = layer.mask_diag[i]
+    for i in range(2):
+        mask[i * n:(i + 1) * n, (i + 1) * n:(i + 2) * n] += torch.diag(layer.mask_up[i])
+        mask[(i + 1) * n:(i + 2) * n, i * n:(i + 1) * n] += torch.diag(layer.mask_down[i])
+    a = local * mask
+    x = h + layer.t_emb + layer.s_emb
+    want = []
+    for w in range(t - 2):
+        z = x[:, w:w + 3].reshape(b, 3 * n, d)  # the window's 3N nodes
+        crops = []
+        for wt, bias in zip(layer.weight, layer.bias, strict=True):
+            z = torch.nn.functional.glu(a @ z @ wt[w] + bias[w, 0], dim=-1)
+            crops.append(z[:, n:2 * n])
+        want.append(torch.stack(crops).amax(0))
+    want = torch.stack(want, 1)  # (B, T-2, N, d)
+    got = layer(h.permute(1, 0, 3, 2)).permute(1, 0, 3, 2)
+    assert got.shape == (b, t - 2, n, d)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_random_features_approximate_softmax_attention() -> None:
     # BigST's linearised aggregation must approach exact softmax attention with many features.
     gen = torch.Generator().manual_seed(0)
