@@ -358,6 +358,31 @@ def _efficiency_block(cells: dict[tuple[str, float], list[dict[str, Any]]]) -> s
             + "".join(f"- {x}\n" for x in lines))
 
 
+def _teacher_lines(cells: dict[tuple[str, float], list[dict[str, Any]]],
+                   names: list[str]) -> str:
+    """One bullet per teacher, naming every row it taught (many variants share one teacher; a row
+    kept from an earlier teacher says whose), and why one teacher may appear twice."""
+    by_row: dict[str, set[str]] = {}
+    for (n, _), v in cells.items():
+        for c in v:
+            if c.get("model") == "flowdistill" and c.get("teacher"):
+                t = c["teacher"]
+                by_row.setdefault(n, set()).add(
+                    f"{t.get('model')} (trained on {t.get('trained_on', 'unknown data')}; "
+                    f"fingerprint {t.get('fingerprint', '?')}, its test MAE "
+                    f"{t.get('test', {}).get('mae', float('nan')):.3f})")
+    rows_of: dict[str, list[str]] = {}
+    for n in names:
+        for t in sorted(by_row.get(n, ())):
+            rows_of.setdefault(t, []).append(n)
+    out = "".join(f"- teacher of {', '.join(ns)}: {t}\n" for t, ns in rows_of.items())
+    if len({re.sub(r"fingerprint \w+, ", "", t) for t in rows_of}) < len(rows_of):
+        out += ("- a teacher listed under two fingerprints was forecast again from its kept "
+                "weights on another CPU (the last bits differ); its cells are matched by the "
+                "forecasts' probe (docs/experiments.md)\n")
+    return out
+
+
 def progress_section(run_dirs: list[Path]) -> str:
     """The full sweep so far: every kept full-protocol cell, per model and ratio (no claims)."""
     from flowdistill.experiments.common import fmt_pm, markdown_table, mean_std
@@ -392,27 +417,7 @@ def progress_section(run_dirs: list[Path]) -> str:
             planned = len(DEFAULT_MODELS) * len(PLANNED_RATIOS) * 3
             done = sum(len(v) for (n, r), v in cells.items()
                        if n in DEFAULT_MODELS and r in PLANNED_RATIOS)
-            # The teacher of each distilled row (a row kept from an earlier teacher says whose).
-            by_row: dict[str, set[str]] = {}
-            for (n, _), v in cells.items():
-                for c in v:
-                    if c.get("model") == "flowdistill" and c.get("teacher"):
-                        t = c["teacher"]
-                        by_row.setdefault(n, set()).add(
-                            f"{t.get('model')} (trained on {t.get('trained_on', 'unknown data')}; "
-                            f"fingerprint {t.get('fingerprint', '?')}, its test MAE "
-                            f"{t.get('test', {}).get('mae', float('nan')):.3f})")
-            # one line per teacher, naming every row it taught (many variants share one teacher)
-            rows_of: dict[str, list[str]] = {}
-            for n in names:
-                for t in sorted(by_row.get(n, ())):
-                    rows_of.setdefault(t, []).append(n)
-            teachers = [f"{', '.join(ns)}: {t}" for t, ns in rows_of.items()]
-            unprinted = {re.sub(r"fingerprint \w+, ", "", t) for t in rows_of}
-            refp = ("- a teacher listed under two fingerprints was forecast again from its kept "
-                    "weights on another CPU (the last bits differ); its cells are matched by the "
-                    "forecasts' probe (docs/experiments.md)\n"
-                    if len(unprinted) < len(rows_of) else "")
+            teacher_lines = _teacher_lines(cells, names)
             ha = {r: mean_std([c["test"]["mae"] for c in v])[0]
                   for (n, r), v in cells.items() if n == "ha"}
             note = season_note(ha)
@@ -439,7 +444,7 @@ def progress_section(run_dirs: list[Path]) -> str:
                 f"{', '.join(f'{100 * r:g}' for r in PLANNED_RATIOS)} % × seeds 0, 1, 2). Test "
                 "MAE, mean ± std over the seeds listed in brackets; every cell ran to early "
                 "stopping at the full protocol (up to 100 epochs, patience 15).\n\n"
-                + "".join(f"- teacher of {t}\n" for t in teachers) + refp
+                + teacher_lines
                 + f"- git revisions of the cells: {', '.join(revs)}; machines: "
                 f"{'; '.join(machines)}\n"
                 f"- students, baselines: the first r % of {folder.name}'s slots (r = the column)"
