@@ -98,14 +98,16 @@ class _STSGCL(nn.Module):
         diag = self.a_diag * self.mask_diag
         up, down = self.a_up * self.mask_up, self.a_down * self.mask_down
         zero = diag.new_zeros(N, N)
+        # eye · v[:, None] is diag(v); torch.diag itself has no ONNX export
+        eye = torch.eye(N, dtype=diag.dtype, device=diag.device)
         rows = []
         for i in range(s):
             row = [zero] * s
             row[i] = diag[i]
             if i + 1 < s:
-                row[i + 1] = torch.diag(up[i])
+                row[i + 1] = eye * up[i][:, None]
             if i > 0:
-                row[i - 1] = torch.diag(down[i - 1])
+                row[i - 1] = eye * down[i - 1][:, None]
             rows.append(torch.cat(row, 1))
         return torch.cat(rows, 0)
 
