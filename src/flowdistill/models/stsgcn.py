@@ -54,7 +54,7 @@ class _STSGCL(nn.Module):
     diagonal, identity links between consecutive steps), so it is stored that way and the masked
     (s·N)² matrix is assembled once per forward. Features travel nodes-last, (T, B, d, N): then the
     graph product of all windows is one matrix product and the per-window weights one batched
-    product, with no transposing copies (measured 1.65× faster per training step on one CPU thread
+    product, with no transposing copies (measured 1.6–1.8× faster per training step on one CPU thread
     than slicing the graph block by block in (B, W, s, N, d); same values to float rounding).
     """
 
