@@ -407,6 +407,9 @@ def test_report_lists_the_kept_full_protocol_cells(bench, tmp_path):
     assert "| flowdistill@no-ib | 10 % | 4.500 (s1) |" in variants
     assert "| flowdistill-constlr-teacher | 10 % | 5.000 (s0) |" in variants
     assert "forecast again from its kept weights" not in progress  # two teachers, not one twice
+    # the curves so far are drawn beside the cells and linked relative to the report
+    assert (tmp_path / "results/city/ratios-so-far.png").stat().st_size > 0
+    assert "](results/city/ratios-so-far.png)" in progress
     keep("flowdistill@no-tbl", 0, 4.2, teacher="again")  # the first teacher, forecast again
     build_report([tmp_path / "results"], out)
     assert "- teacher of flowdistill@no-tbl: llm-teacher-seeds(0,1,2) (trained on taxi; " \

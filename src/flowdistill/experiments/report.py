@@ -383,8 +383,61 @@ def _teacher_lines(cells: dict[tuple[str, float], list[dict[str, Any]]],
     return out
 
 
-def progress_section(run_dirs: list[Path]) -> str:
-    """The full sweep so far: every kept full-protocol cell, per model and ratio (no claims)."""
+PLOT_SO_FAR = "ratios-so-far.png"
+
+
+def plot_sweep_so_far(cells: dict[tuple[str, float], list[dict[str, Any]]],
+                      picked: dict[float, list[dict[str, Any]]], title: str, path: Path) -> None:
+    """Test MAE against the training ratio for every learned model with a kept cell: the sweep's
+    curves while it runs. Filled markers: all three seeds kept; hollow: fewer (not a result yet).
+    HA and last value are left off: their errors would flatten every other curve."""
+    from flowdistill.experiments.common import mean_std, pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    cmap = plt.get_cmap("tab10")
+    shown = {**cells, **{(VAL_PICK, r): v for r, v in picked.items()}}
+    models = [m for m in DEFAULT_MODELS if m not in ("ha", "last-value")] + [VAL_PICK]
+    for i, m in enumerate(models):
+        pts = sorted((r, v) for (n, r), v in shown.items() if n == m and v)
+        if not pts:
+            continue
+        color = "tab:blue" if m.startswith("flowdistill") else cmap((i % 9) + 1)
+        xs = [100 * r for r, _ in pts]
+        stats = [mean_std([c["test"]["mae"] for c in v]) for _, v in pts]
+        ax.plot(xs, [mu for mu, _ in stats], color=color, label=m,
+                lw=2.5 if m == "flowdistill" else 1.2, ls="--" if m == VAL_PICK else "-")
+        for x, (mu, sd), (_, v) in zip(xs, stats, pts, strict=True):
+            done = len({c["config"]["run"]["seed"] for c in v}) >= 3
+            ax.errorbar([x], [mu], yerr=[sd], fmt="o", color=color, capsize=2,
+                        mfc=color if done else "white")
+    ax.set_xlabel("training ratio (%)")
+    ax.set_ylabel("test MAE")
+    ax.set_xticks([100 * r for r in PLANNED_RATIOS])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def _plot_block(folder: Path, cells: dict[tuple[str, float], list[dict[str, Any]]],
+                picked: dict[float, list[dict[str, Any]]], out: Path | None) -> str:
+    if out is None:
+        return ""
+    png = folder / PLOT_SO_FAR
+    plot_sweep_so_far(cells, picked, f"{folder.name}: test MAE vs training ratio so far "
+                      "(hollow: fewer than 3 seeds kept)", png)
+    rel = os.path.relpath(png.resolve(), out.resolve().parent)
+    return (f"\n![{folder.name}: test MAE vs training ratio so far]({rel})\n\n"
+            "Mean ± std over the kept seeds; hollow markers have fewer than three seeds. HA and "
+            "last value are off the plot (table above).\n")
+
+
+def progress_section(run_dirs: list[Path], out: Path | None = None) -> str:
+    """The full sweep so far: every kept full-protocol cell, per model and ratio (no claims).
+
+    With ``out`` (the report's path), each dataset's curves so far are drawn into its results
+    folder and linked from the section."""
     from flowdistill.experiments.common import fmt_pm, markdown_table, mean_std
 
     parts: list[str] = []
@@ -451,6 +504,7 @@ def progress_section(run_dirs: list[Path]) -> str:
                 "\n" + pick_note + gpu_note + left + "\n"
                 + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows)
                 + (f"\n{note}\n" if note else "")
+                + _plot_block(folder, cells, picked, out)
                 + ("\nFlowDistill variants kept at one ratio (ablation, hyper-parameter points, "
                    "other teachers; their experiments report them once complete):\n\n"
                    + markdown_table(["variant", "ratio", "test MAE"], one_ratio)
@@ -711,7 +765,7 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     text = "\n".join(parts) + "\n" + "\n".join(summary) + "\n\n"
     if sections:
         text += "## Full-protocol results\n\n" + "\n".join(sections) + "\n"
-    text += progress_section(run_dirs)
+    text += progress_section(run_dirs, out)
     if cost_sections:
         text += "## Cost of each model\n\n" + "\n".join(cost_sections) + "\n"
     if smoke:
