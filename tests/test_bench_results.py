@@ -568,3 +568,14 @@ def test_report_sets_the_kept_cells_beside_the_frozen_headline(tmp_path):
     build_report([results], doc)
     text = doc.read_text()
     assert text.index(END) < text.index("The sweep's kept cells") < text.index("## Claims")
+
+
+def test_cells_name_the_cpu_they_trained_on(monkeypatch):
+    # a lent machine changes CPU between sessions: a cell's seconds need the CPU model beside them
+    from flowdistill.experiments import runs
+
+    monkeypatch.setattr(runs, "_cpuinfo", lambda: "processor\t: 0\nmodel name\t: Test CPU 9000\n")
+    assert runs.cpu_model() == "Test CPU 9000"
+    assert "Test CPU 9000, " in runs.provenance()["machine"]
+    monkeypatch.setattr(runs, "_cpuinfo", lambda: "")  # no /proc/cpuinfo: what platform says
+    assert runs.cpu_model()

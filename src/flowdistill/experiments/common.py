@@ -26,7 +26,7 @@ import numpy as np
 from flowdistill.data.dataset import atomic_write_text
 from flowdistill.data.errors import DataError
 from flowdistill.engine.trainer import TrainConfig, write_json
-from flowdistill.experiments.runs import KD_BASELINES, RunSpec, provenance, run
+from flowdistill.experiments.runs import KD_BASELINES, RunSpec, cpu_model, provenance, run
 from flowdistill.losses.distill import DistillConfig, active_settings
 
 ALL_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -582,18 +582,10 @@ def dataset_slug(dataset: str) -> str:
 def machine_description() -> str:
     """CPU model, cores, torch threads and the load when the outputs were written: timings on a
     shared machine mean little without the load beside them."""
-    import platform
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -90,6 +90,22 @@ def git_revision() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one): the same code trains at
+    different speeds on different CPUs, and a lent machine may change between sessions."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def provenance(device: str | None = None) -> dict[str, Any]:
     """When, where and with what a run was made; ``device`` names the accelerator a run trained
     on, so a table mixing cells from a GPU and from the CPU says which is which."""
@@ -97,7 +113,7 @@ def provenance(device: str | None = None) -> dict[str, Any]:
            if device and device.startswith("cuda") and torch.cuda.is_available() else "")
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": ", ".join(x for x in (platform.machine(), platform.processor(),
+        "machine": ", ".join(x for x in (platform.machine(), cpu_model(),
                                          f"{os.cpu_count()} cores",
                                          f"{torch.get_num_threads()} torch thread(s)", gpu) if x),
         "python": platform.python_version(),
