@@ -582,7 +582,6 @@ def dataset_slug(dataset: str) -> str:
 def machine_description() -> str:
     """CPU model, cores, torch threads and the load when the outputs were written: timings on a
     shared machine mean little without the load beside them."""
-
     import torch
 
     cpu = cpu_model()
