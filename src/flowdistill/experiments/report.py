@@ -386,8 +386,8 @@ def _teacher_lines(cells: dict[tuple[str, float], list[dict[str, Any]]],
 PLOT_SO_FAR = "ratios-so-far.png"
 
 
-def plot_sweep_so_far(cells: dict[tuple[str, float], list[dict[str, Any]]],
-                      picked: dict[float, list[dict[str, Any]]], title: str, path: Path) -> None:
+def plot_sweep_so_far(shown: dict[tuple[str, float], list[dict[str, Any]]], title: str,
+                      path: Path) -> None:
     """Test MAE against the training ratio for every learned model with a kept cell: the sweep's
     curves while it runs. Filled markers: all three seeds kept; hollow: fewer (not a result yet).
     HA and last value are left off: their errors would flatten every other curve."""
@@ -396,7 +396,6 @@ def plot_sweep_so_far(cells: dict[tuple[str, float], list[dict[str, Any]]],
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     cmap = plt.get_cmap("tab10")
-    shown = {**cells, **{(VAL_PICK, r): v for r, v in picked.items()}}
     models = [m for m in DEFAULT_MODELS if m not in ("ha", "last-value")] + [VAL_PICK]
     for i, m in enumerate(models):
         pts = sorted((r, v) for (n, r), v in shown.items() if n == m and v)
@@ -420,15 +419,19 @@ def plot_sweep_so_far(cells: dict[tuple[str, float], list[dict[str, Any]]],
     save_figure(fig, path)
 
 
-def _plot_block(folder: Path, cells: dict[tuple[str, float], list[dict[str, Any]]],
-                picked: dict[float, list[dict[str, Any]]], out: Path | None) -> str:
+def _link(path: Path, out: Path) -> str:
+    """``path`` as the report at ``out`` links it."""
+    return os.path.relpath(path.resolve(), out.resolve().parent)
+
+
+def _plot_block(folder: Path, shown: dict[tuple[str, float], list[dict[str, Any]]],
+                out: Path | None) -> str:
     if out is None:
         return ""
     png = folder / PLOT_SO_FAR
-    plot_sweep_so_far(cells, picked, f"{folder.name}: test MAE vs training ratio so far "
+    plot_sweep_so_far(shown, f"{folder.name}: test MAE vs training ratio so far "
                       "(hollow: fewer than 3 seeds kept)", png)
-    rel = os.path.relpath(png.resolve(), out.resolve().parent)
-    return (f"\n![{folder.name}: test MAE vs training ratio so far]({rel})\n\n"
+    return (f"\n![{folder.name}: test MAE vs training ratio so far]({_link(png, out)})\n\n"
             "Mean ± std over the kept seeds; hollow markers have fewer than three seeds. HA and "
             "last value are off the plot (table above).\n")
 
@@ -504,7 +507,7 @@ def progress_section(run_dirs: list[Path], out: Path | None = None) -> str:
                 "\n" + pick_note + gpu_note + left + "\n"
                 + markdown_table(["model"] + [f"{100 * r:g} %" for r in ratios], rows)
                 + (f"\n{note}\n" if note else "")
-                + _plot_block(folder, cells, picked, out)
+                + _plot_block(folder, shown, out)
                 + ("\nFlowDistill variants kept at one ratio (ablation, hyper-parameter points, "
                    "other teachers; their experiments report them once complete):\n\n"
                    + markdown_table(["variant", "ratio", "test MAE"], one_ratio)
@@ -704,9 +707,7 @@ def _section(name: str, d: Path, meta: dict[str, Any], out: Path, level: int) ->
     reading = READINGS[name](meta)
     md_path = d / f"{name}.md"
     body = _strip_header(_strip_title(md_path.read_text())) if md_path.exists() else ""
-    png = d / f"{name}.png"
-    rel = os.path.relpath(png.resolve(), out.resolve().parent)
-    body = body.replace(f"]({name}.png)", f"]({rel})")
+    body = body.replace(f"]({name}.png)", f"]({_link(d / f'{name}.png', out)})")
     src = d / f"{name}.json"
     text = (f"{'#' * level} {meta.get('title', name)} — {dataset_of(meta)}\n\n"
             f"Source: `{src}`\n\n" + table_facts(meta) + _demote(body, level - 1)
