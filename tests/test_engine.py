@@ -148,6 +148,26 @@ def test_resume_accepts_the_same_teacher_file_named_another_way(tmp_path, monkey
         prepare_run_dir(out, {**cfg, "teacher": str(tmp_path / "u.npz")}, resume=True)
 
 
+def test_resume_of_a_run_that_predates_an_option_accepts_only_its_default(tmp_path):
+    """A run saved before an option existed resumes when the option is at its default (the old
+    behaviour) and is refused when the option asks for something else."""
+    from flowdistill.data.errors import DataError
+    from flowdistill.engine.outputs import CHECKPOINT_DIR, LAST, prepare_run_dir
+
+    out = tmp_path / "run"
+    old = {"distill": {"delta": 0.1}, "train": {"max_epochs": 3, "lr": 0.01}}
+    prepare_run_dir(out, old)
+    torch.save({"epoch": 1, "config": old["train"]}, out / CHECKPOINT_DIR / LAST)
+    defaults = {"distill": {"delta": 0.1, "teacher_margin": 0.0}, "train": {"max_epochs": 100}}
+    now = {**old, "distill": {"delta": 0.1, "teacher_margin": 0.0}}
+    assert prepare_run_dir(out, now, resume=True, defaults=defaults).resume_epoch == 2
+    with pytest.raises(DataError, match="teacher_margin: saved '<absent>', now 0.03"):
+        prepare_run_dir(out, {**old, "distill": {"delta": 0.1, "teacher_margin": 0.03}},
+                        resume=True, defaults=defaults)
+    with pytest.raises(DataError, match="teacher_margin: saved '<absent>', now 0.0"):
+        prepare_run_dir(out, now, resume=True)  # without defaults nothing is known to be safe
+
+
 def test_objective_sees_the_history_before_each_epoch_also_after_resume(synthetic, tmp_path):
     """An objective that changes with the run (the student's outgrown-teacher switch) is told the
     epochs so far before each epoch, including those restored from a checkpoint."""

@@ -87,14 +87,25 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(
-    saved: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Iterable[str] = ()
+    saved: Mapping[str, Any],
+    wanted: Mapping[str, Any],
+    ignore: Iterable[str] = (),
+    defaults: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """``key: saved X, now Y`` for each setting that differs (run-mechanics keys ignored)."""
+    """``key: saved X, now Y`` for each setting that differs (run-mechanics keys ignored).
+
+    A setting the saved run does not name (it predates the option) is no difference when the run
+    now asks for its default (``defaults``, nested like ``wanted``): a new option's default keeps
+    the old behaviour, so a run cut before the option existed still resumes.
+    """
     a, b = flatten(saved), flatten(wanted)
+    known = flatten(defaults or {})
     skip = IGNORED_KEYS | set(ignore)
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key.rsplit(".", 1)[-1] in skip:
+            continue
+        if key not in a and key in known and b.get(key) == known[key]:
             continue
         if a.get(key, "<absent>") != b.get(key, "<absent>") and not _same_place(key, a, b):
             diffs.append(f"{key}: saved {a.get(key, '<absent>')!r}, now {b.get(key, '<absent>')!r}")
@@ -166,12 +177,14 @@ def prepare_run_dir(
     outputs: Sequence[str] = (),
     extra_files: Iterable[str | os.PathLike[str]] = (),
     checkpoint_dir: str = CHECKPOINT_DIR,
+    defaults: Mapping[str, Any] | None = None,
 ) -> RunDir:
     """Check (and with ``force`` clear) a run's output folder before the run starts.
 
     ``finished`` is the file whose presence means the run completed; ``outputs`` are other files
     (relative to ``out``) the run writes; ``extra_files`` are outputs elsewhere (``--save-teacher``).
-    ``config`` is what the run computes; on resume it must equal the saved one.
+    ``config`` is what the run computes; on resume it must equal the saved one, except settings
+    the saved run predates that ``config`` leaves at their ``defaults``.
     """
     path = Path(out)
     if path.exists() and not path.is_dir():
@@ -200,10 +213,11 @@ def prepare_run_dir(
             saved_file = ckpt / RUN_CONFIG
             if saved_file.exists():
                 saved = json.loads(saved_file.read_text())
-                diffs = config_differences(saved, config, ignore={EXTENDABLE})
+                diffs = config_differences(saved, config, ignore={EXTENDABLE}, defaults=defaults)
             else:  # checkpoints from before run.json: only the engine's settings are known
                 saved = {"train": saved_train}
-                diffs = config_differences(saved_train, train_cfg or {}, ignore={EXTENDABLE})
+                diffs = config_differences(saved_train, train_cfg or {}, ignore={EXTENDABLE},
+                                           defaults=(defaults or {}).get("train"))
             if diffs:
                 raise OutputError(path, "--resume: the saved run was made with other settings — "
                                   + "; ".join(diffs) + ". Use the same options, another --out, or "

@@ -163,7 +163,8 @@ def check_outputs(spec: RunSpec, out_dir: str | Path) -> RunDir:
     if extra and not str(extra[0]).endswith(".npz"):
         extra = [str(Path(extra[0]).with_suffix(".npz"))]
     return prepare_run_dir(out_dir, spec.to_dict(), force=spec.force, resume=spec.resume,
-                           outputs=RUN_OUTPUTS, extra_files=extra)
+                           outputs=RUN_OUTPUTS, extra_files=extra,
+                           defaults=RunSpec(model=spec.model).to_dict())
 
 
 def run(spec: RunSpec, out_dir: str | Path | None = None) -> dict[str, Any]:
