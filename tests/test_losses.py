@@ -84,6 +84,22 @@ def test_spatial_difference_is_zero_when_structure_matches():
         spatial_correlation_loss(pred, truth, nb, reference="self", form="difference")
 
 
+def test_spatial_difference_against_the_teacher_scores_regions_with_truth():
+    """Teacher reference, K = 2: a region whose truth is 0 (masked) adds none of its pairs, and the
+    gradient reaches the student through both ends of each pair."""
+    truth = t([[1.0, 0.0, 3.0]])
+    teacher = t([[2.0, 2.0, 2.0]])
+    pred = t([[3.0, 1.0, 2.0]]).requires_grad_()
+    nb = torch.tensor([[1, 2], [0, 2], [0, 1]])
+    # d = pred − teacher = (1, −1, 0); region 0: |1−(−1)| + |1−0| = 3; region 2: |0−1| + |0+1| = 2
+    loss = spatial_correlation_loss(pred, truth, nb, teacher, reference="teacher", form="difference")
+    assert float(loss) == pytest.approx(5 / 4)
+    loss.backward()
+    # pairs (0,1) +, (0,2) +, (2,0) −, (2,1) + (sign of d(s) − d(s_k)), each /4: region 0 gets
+    # +1 +1 +1, region 1 −1 −1 (only as a neighbour), region 2 −1 −1 +1
+    assert pred.grad.flatten().tolist() == pytest.approx([3 / 4, -2 / 4, -1 / 4])
+
+
 def test_temporal_absolute_hand_computed():
     history = t([[4.0]])  # L = 1
     truth = t([[5.0], [6.0]])  # H = 2

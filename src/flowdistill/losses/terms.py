@@ -110,17 +110,26 @@ def spatial_correlation_loss(
     if form == "difference" and reference == "self":
         raise ValueError("the difference form against the student itself is identically zero")
     ref = _reference(reference, pred, truth, teacher)
-    nb_ref = ref[:, :, neighbours]  # (B, H, N, K, C)
+    b, h, n, c = pred.shape
+    k = neighbours.shape[1]
+    flat = neighbours.reshape(-1)
+
+    def at_neighbours(x: torch.Tensor) -> torch.Tensor:  # (B, H, N, C) → (B, H, N, K, C)
+        return x.index_select(2, flat).view(b, h, n, k, c)
+
     if form == "absolute":
-        err = (pred.unsqueeze(3) - nb_ref).abs()
-    else:
-        nb_pred = pred[:, :, neighbours]
-        err = ((pred.unsqueeze(3) - nb_pred) - (ref.unsqueeze(3) - nb_ref)).abs()
+        err = (pred.unsqueeze(3) - at_neighbours(ref)).abs()
+    else:  # (ŷ(s) − ŷ(s_k)) − (r(s) − r(s_k)) = d(s) − d(s_k) with d = ŷ − r: one gather, not two
+        d = pred - ref
+        err = (d.unsqueeze(3) - at_neighbours(d)).abs()
     if reference == "truth":
-        mask = make_mask(nb_ref, mask_threshold)
-    else:
-        mask = make_mask(truth, mask_threshold).unsqueeze(3).expand_as(err)
-    return _masked_mean(err, mask)
+        return _masked_mean(err, make_mask(at_neighbours(truth), mask_threshold))
+    # scored where the region's own truth is: the same mask for all K pairs, summed over k first
+    mask = make_mask(truth, mask_threshold)
+    scored = mask.sum() * k
+    if scored == 0:
+        return (err * 0).sum()
+    return (err.sum(3) * mask).sum() / scored
 
 
 def temporal_correlation_loss(
