@@ -7,8 +7,9 @@
 # used), "wide-decay" (the same with the learning rate halved every 600 steps; docs/teacher.md) or
 # "strict-decay" (wide-decay, but tuned on the student's own 10 % of DATASET's slots, each window
 # drawn 8 times, + the other NYC dataset before validation: the strict variant, a teacher that saw
-# no target slot the 10 % student did not). Another recipe keeps its weights and files under its
-# own name (DATASET-RECIPE-…).
+# no target slot the 10 % student did not) or "wide-decay-2l" (wide-decay with the first two
+# blocks of the LLM instead of one: about twice the time per step; docs/teacher.md, "Depth").
+# Another recipe keeps its weights and files under its own name (DATASET-RECIPE-…).
 #
 # Each seed is the headline's wide LLM teacher (SmolLM2, 1 block, LoRA; tuned on DATASET's slots
 # before validation + the other NYC dataset over the same days; `docs/teacher.md`). Its trained
@@ -28,12 +29,15 @@ case "$DATASET" in
   *) echo "no teacher recipe for $DATASET (nyc-taxi-manhattan or nyc-bike-manhattan)" >&2; exit 2 ;;
 esac
 RECIPE=${FLOWDISTILL_TEACHER_RECIPE:-wide}
+LAYERS=1
 case "$RECIPE" in
   wide) TAG=""; POOL=val; FLAGS=() ;;
   wide-decay) TAG="-decay"; POOL=val; FLAGS=(--lr-decay 0.5 --lr-decay-every 3) ;;
+  wide-decay-2l) TAG="-decay-2l"; POOL=val; LAYERS=2; FLAGS=(--lr-decay 0.5 --lr-decay-every 3) ;;
   strict-decay) TAG="-strict-decay"; POOL=train
     FLAGS=(--lr-decay 0.5 --lr-decay-every 3 --target-repeat 8) ;;
-  *) echo "unknown teacher recipe $RECIPE (wide, wide-decay or strict-decay)" >&2; exit 2 ;;
+  *) echo "unknown teacher recipe $RECIPE (wide, wide-decay, wide-decay-2l or strict-decay)" >&2
+     exit 2 ;;
 esac
 KEEP=${FLOWDISTILL_TEACHER_KEEP:-assets/teachers/llm}
 OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/teachers
@@ -46,7 +50,7 @@ for S in $SEEDS; do
   if [[ ! -f $W/teacher.pt ]]; then
     echo "+ fine-tune $DATASET seed $S, recipe $RECIPE (no kept weights in $W)" >&2
     $RUN flowdistill teacher train --dataset "$DATASET" --extra "$EXTRA" --train-ratio 0.1 \
-      --out "$OUT/$NAME" --layers 1 --pool "$POOL" --steps 2600 --val-every 200 \
+      --out "$OUT/$NAME" --layers "$LAYERS" --pool "$POOL" --steps 2600 --val-every 200 \
       --val-batches 4 --batch-size 16 --lr 2e-3 --seed "$S" --threads 1 --resume ${FLAGS[@]+"${FLAGS[@]}"}
     mkdir -p "$W"
     cp "$OUT/$NAME/teacher.json" "$OUT/$NAME/teacher.pt" "$W/"
