@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,6 +59,20 @@ def test_strict_teacher_recipe_tunes_on_the_students_slots_only(tmp_path):
     assert "--pool train" in line and "--target-repeat 8" in line and "--lr-decay 0.5" in line
     assert "--extra nyc-bike-manhattan" in line
     assert "nyc-taxi-manhattan-strict-decay-s0" in line
+
+
+@pytest.mark.parametrize("recipe, layers", [("wide-decay", "1"), ("wide-decay-2l", "2")])
+def test_two_block_recipe_is_the_decayed_wide_recipe_with_two_llm_blocks(tmp_path, recipe, layers):
+    env = {**os.environ, "FLOWDISTILL_TEACHER_RECIPE": recipe, "RUN": "echo",
+           "FLOWDISTILL_TEACHER_KEEP": str(tmp_path / "keep"),
+           "FLOWDISTILL_SWEEP_DIR": str(tmp_path / "runs")}
+    out = subprocess.run(["bash", "scripts/full_teachers.sh", "nyc-bike-manhattan", "0"], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
+    line = next(x for x in out.stdout.splitlines() if "teacher train" in x)
+    assert f"--layers {layers} " in line and "--pool val" in line and "--lr-decay 0.5" in line
+    assert "--extra nyc-taxi-manhattan" in line and "--target-repeat" not in line
+    tag = "-decay-2l" if layers == "2" else "-decay"
+    assert f"nyc-bike-manhattan{tag}-s0 " in line
 
 
 def test_sweep_ratios_can_be_narrowed_to_one_column():
