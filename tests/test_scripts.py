@@ -47,15 +47,21 @@ def test_unknown_part_and_dataset_are_refused():
     assert bad.returncode == 2 and "unknown teacher recipe huge" in bad.stderr
 
 
+def _fine_tune_command(tmp_path: Path, recipe: str, dataset: str) -> str:
+    """The `teacher train` line full_teachers.sh runs for seed 0 of ``recipe`` (RUN=echo prints
+    the command instead of running it; nothing is kept outside ``tmp_path``)."""
+    env = {**os.environ, "FLOWDISTILL_TEACHER_RECIPE": recipe, "RUN": "echo",
+           "FLOWDISTILL_TEACHER_KEEP": str(tmp_path / "keep"),
+           "FLOWDISTILL_SWEEP_DIR": str(tmp_path / "runs")}
+    out = subprocess.run(["bash", "scripts/full_teachers.sh", dataset, "0"], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
+    return next(x for x in out.stdout.splitlines() if "teacher train" in x)
+
+
 def test_strict_teacher_recipe_tunes_on_the_students_slots_only(tmp_path):
     """The strict recipe's fine-tune: the student's own target slots (drawn 8 times), decayed rate,
     its own file names (RUN=echo prints the command instead of running it)."""
-    env = {**os.environ, "FLOWDISTILL_TEACHER_RECIPE": "strict-decay", "RUN": "echo",
-           "FLOWDISTILL_TEACHER_KEEP": str(tmp_path / "keep"),
-           "FLOWDISTILL_SWEEP_DIR": str(tmp_path / "runs")}
-    out = subprocess.run(["bash", "scripts/full_teachers.sh", "nyc-taxi-manhattan", "0"], cwd=ROOT,
-                         capture_output=True, text=True, env=env)
-    line = next(x for x in out.stdout.splitlines() if "teacher train" in x)
+    line = _fine_tune_command(tmp_path, "strict-decay", "nyc-taxi-manhattan")
     assert "--pool train" in line and "--target-repeat 8" in line and "--lr-decay 0.5" in line
     assert "--extra nyc-bike-manhattan" in line
     assert "nyc-taxi-manhattan-strict-decay-s0" in line
@@ -63,12 +69,7 @@ def test_strict_teacher_recipe_tunes_on_the_students_slots_only(tmp_path):
 
 @pytest.mark.parametrize("recipe, layers", [("wide-decay", "1"), ("wide-decay-2l", "2")])
 def test_two_block_recipe_is_the_decayed_wide_recipe_with_two_llm_blocks(tmp_path, recipe, layers):
-    env = {**os.environ, "FLOWDISTILL_TEACHER_RECIPE": recipe, "RUN": "echo",
-           "FLOWDISTILL_TEACHER_KEEP": str(tmp_path / "keep"),
-           "FLOWDISTILL_SWEEP_DIR": str(tmp_path / "runs")}
-    out = subprocess.run(["bash", "scripts/full_teachers.sh", "nyc-bike-manhattan", "0"], cwd=ROOT,
-                         capture_output=True, text=True, env=env)
-    line = next(x for x in out.stdout.splitlines() if "teacher train" in x)
+    line = _fine_tune_command(tmp_path, recipe, "nyc-bike-manhattan")
     assert f"--layers {layers} " in line and "--pool val" in line and "--lr-decay 0.5" in line
     assert "--extra nyc-taxi-manhattan" in line and "--target-repeat" not in line
     tag = "-decay-2l" if layers == "2" else "-decay"
