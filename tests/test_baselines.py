@@ -182,7 +182,7 @@ def test_localized_adjacency_structure() -> None:
 
 
 def test_stsgcn_layer_matches_the_papers_window_by_window_computation() -> None:
-    # The layer computes every window at once, nodes-last; the paper's description, one window
+    # The layer computes every window at once, (T, d, B, N); the paper's description, one window
     # at a time on its (3N)² localized graph in (B, T, N, d), must give the same numbers.
     from flowdistill.models.stsgcn import _STSGCL, STSGCNConfig
 
@@ -211,7 +211,7 @@ def test_stsgcn_layer_matches_the_papers_window_by_window_computation() -> None:
             crops.append(z[:, n:2 * n])
         want.append(torch.stack(crops).amax(0))
     want = torch.stack(want, 1)  # (B, T-2, N, d)
-    got = layer(h.permute(1, 0, 3, 2)).permute(1, 0, 3, 2)
+    got = layer(h.permute(1, 3, 0, 2)).permute(2, 0, 3, 1)  # (T, d, B, N) inside
     assert got.shape == (b, t - 2, n, d)
     assert torch.allclose(got, want, atol=1e-5)
 

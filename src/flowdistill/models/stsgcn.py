@@ -51,11 +51,14 @@ class _STSGCL(nn.Module):
     """One layer: the synchronous module slid over every window of `window` steps.
 
     The learnable mask only matters on the non-zero entries of the localized graph (A-blocks on the
-    diagonal, identity links between consecutive steps), so it is stored that way and the masked
-    (s·N)² matrix is assembled once per forward. Features travel nodes-last, (T, B, d, N): then the
-    graph product of all windows is one matrix product and the per-window weights one batched
-    product, with no transposing copies (measured 1.6–1.8× faster per training step on one CPU thread
-    than slicing the graph block by block in (B, W, s, N, d); same values to float rounding).
+    diagonal, identity links between consecutive steps), so it is stored that way and never assembled
+    into the (s·N)² matrix. Features travel as (T, d, B, N): a window's step i
+    is the slice h[i : i + W] (no copy), the graph product is done block by block (one N×N product
+    per step plus element-wise identity links, a third of the dense product's work), and the
+    per-window weights are one batched product of W large matrices. Measured on one CPU thread
+    (batch 80, 69 regions, forward + backward + Adam): 1.26× faster per training step than one dense
+    (s·N)² product in (T, B, d, N), itself 1.6–1.8× faster than slicing the graph block by block in
+    (B, W, s, N, d); all three give the same values to float rounding.
     """
 
     def __init__(self, adj_local: torch.Tensor, N: int, T: int, d: int, cfg: STSGCNConfig) -> None:
@@ -92,42 +95,42 @@ class _STSGCL(nn.Module):
             for i in range(W):
                 nn.init.xavier_uniform_(w.data[i])
 
-    def masked_adjacency(self) -> torch.Tensor:
-        """The (s·N)² localized graph with the learnable mask applied (zeros stay zeros)."""
-        s, N = self.win, self.N
-        diag = self.a_diag * self.mask_diag
+    def _graph(self, z: list[torch.Tensor], rows: range) -> list[torch.Tensor]:
+        """The localized graph product, block by block, for the output steps in `rows`.
+
+        Step i's nodes take the region graph of step i (one N×N product) plus each region's own
+        value at steps i±1 (an element-wise product): a third of the dense (s·N)² product's work.
+        """
+        s = self.win
+        diag = (self.a_diag * self.mask_diag).transpose(1, 2)
         up, down = self.a_up * self.mask_up, self.a_down * self.mask_down
-        zero = diag.new_zeros(N, N)
-        # eye · v[:, None] is diag(v); torch.diag itself has no ONNX export
-        eye = torch.eye(N, dtype=diag.dtype, device=diag.device)
-        rows = []
-        for i in range(s):
-            row = [zero] * s
-            row[i] = diag[i]
+        out = []
+        for i in rows:
+            y = torch.matmul(z[i], diag[i])
             if i + 1 < s:
-                row[i + 1] = eye * up[i][:, None]
+                y = torch.addcmul(y, up[i], z[i + 1])
             if i > 0:
-                row[i - 1] = eye * down[i - 1][:, None]
-            rows.append(torch.cat(row, 1))
-        return torch.cat(rows, 0)
+                y = torch.addcmul(y, down[i - 1], z[i - 1])
+            out.append(y)
+        return out
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        # h: (T, B, d, N) → (T-2, B, d, N)
-        s, N, W = self.win, self.N, self.num_windows
-        h = h + self.t_emb.permute(1, 0, 3, 2) + self.s_emb.permute(0, 1, 3, 2)
-        z = torch.stack([h[i : i + W] for i in range(s)], dim=3)  # (W, B, d, s, N)
-        z = z.reshape(W, h.shape[1], h.shape[2], s * N)
-        a = self.masked_adjacency()
+        # h: (T, d, B, N) → (T-2, d, B, N)
+        s, W = self.win, self.num_windows
+        h = h + self.t_emb.permute(1, 3, 0, 2) + self.s_emb.permute(0, 3, 1, 2)
+        z = [h[i : i + W] for i in range(s)]  # window step i of every window: (W, d, B, N) views
         mid = s // 2
         crops = []
         last = len(self.weight) - 1
         for j, (w, bias) in enumerate(zip(self.weight, self.bias, strict=True)):
             # The last operation's output is only needed at the middle step (it is cropped).
-            rows = a[mid * N : (mid + 1) * N] if j == last else a
-            z = torch.matmul(z, rows.t())  # graph product, (W, B, d, rows)
-            z = torch.matmul(w.transpose(1, 2).unsqueeze(1), z) + bias.reshape(W, 1, -1, 1)
-            z = F.glu(z, dim=2)  # (W, B, d, rows)
-            crops.append(z if j == last else z[..., mid * N : (mid + 1) * N])
+            rows = range(mid, mid + 1) if j == last else range(s)
+            wt, b = w.transpose(1, 2), bias.reshape(W, -1, 1)
+            z = [
+                F.glu(torch.baddbmm(b, wt, y.flatten(2)).view(W, -1, *y.shape[2:]), dim=1)
+                for y in self._graph(z, rows)
+            ]
+            crops.append(z[0] if j == last else z[mid])
         return torch.stack(crops, 0).amax(0)
 
 
@@ -166,10 +169,10 @@ class STSGCN(nn.Module):
         c = self.ctx
         check_input(x, c.num_regions, c.input_len, c.num_channels)
         b = x.shape[0]
-        h = torch.relu(self.input(x)).permute(1, 0, 3, 2)  # (T, B, d, N): see _STSGCL
+        h = torch.relu(self.input(x)).permute(1, 3, 0, 2)  # (T, d, B, N): see _STSGCL
         for layer in self.layers:
             h = layer(h)
-        h = h.permute(1, 3, 0, 2).reshape(b, c.num_regions, -1)  # (B, N, T_out*d)
+        h = h.permute(2, 3, 0, 1).reshape(b, c.num_regions, -1)  # (B, N, T_out*d)
         z = torch.relu(torch.einsum("bnf,hfo->bhno", h, self.out_w1) + self.out_b1[None, :, None])
         return torch.einsum("bhno,hoc->bhnc", z, self.out_w2) + self.out_b2[None, :, None]
 
