@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flowdistill.models.base import ForecastOutput, ModelContext, register
+from flowdistill.models.layers import ResidualMLP
 
 
 @dataclass
@@ -32,19 +33,6 @@ class StudentConfig:
     use_ib: bool = True  # False: deterministic MLP (the w/o-IB ablation)
     sigma_floor: float = 1e-4
     eval_samples: int = 0  # 0: mean path in eval; >0: average of that many samples
-
-
-class ResidualMLP(nn.Module):
-    """Linear → ReLU → Dropout → Linear with a skip connection (STID's block)."""
-
-    def __init__(self, width: int, dropout: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(width, width)
-        self.fc2 = nn.Linear(width, width)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.fc2(self.drop(F.relu(self.fc1(h))))
 
 
 def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
