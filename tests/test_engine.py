@@ -195,3 +195,24 @@ def test_objective_sees_the_history_before_each_epoch_also_after_resume(syntheti
     assert seen == [[], history[:1]]
     seen, history = fit(3)  # resumes after epoch 2
     assert len(history) == 3 and seen == [history[:2]]
+
+
+def test_the_engine_keeps_freed_memory_so_a_reallocation_faults_in_no_new_pages():
+    # glibc would serve each 64 MiB block with fresh mmap'd pages: ~16,000 page faults apiece.
+    import resource
+
+    from flowdistill.engine.allocator import retain_freed_memory
+
+    Trainer(TrainConfig())
+    if not retain_freed_memory():
+        pytest.skip("the allocator tuning needs Linux with glibc")
+
+    def churn() -> None:
+        for _ in range(5):
+            block = torch.ones(16 * 2**20)
+            del block
+
+    churn()  # the first round may grow the heap
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    churn()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 4096

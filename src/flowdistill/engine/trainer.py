@@ -25,6 +25,7 @@ from torch import nn
 
 from flowdistill.data.errors import DataError
 from flowdistill.data.windows import WindowAligned, WindowDataset, Windows
+from flowdistill.engine.allocator import retain_freed_memory
 from flowdistill.engine.progress import log_line, progress_bar
 from flowdistill.metrics import evaluate as evaluate_metrics
 from flowdistill.metrics import masked_mae
@@ -161,6 +162,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig | None = None) -> None:
         self.cfg = cfg or TrainConfig()
+        retain_freed_memory()  # every step reuses its buffers instead of faulting in new pages
 
     # ------------------------------------------------------------------ helpers
     @property
