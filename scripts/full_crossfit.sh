@@ -60,12 +60,4 @@ done
 JOINED=$OUT/$DATASET-crossfit$FOLDS-s$SEED.npz
 [[ -f $JOINED ]] || flowdistill teacher crossfit "${files[@]}" --out "$JOINED" --dataset "$DATASET" \
   --train-ratio 0.1 ${FLOWDISTILL_DATA_DIR:+--data-dir "$FLOWDISTILL_DATA_DIR"}
-RUNS=$SWEEP/$DATASET-crossfit
-ROW=docs/results/$DATASET/cells/flowdistill-crossfit-teacher/r0.1
-mkdir -p "$RUNS/cells/flowdistill/r0.1" "$ROW"
-for f in "$ROW"/s*.json; do [[ -e $f ]] && cp -n "$f" "$RUNS/cells/flowdistill/r0.1/"; done
-$RUN flowdistill bench ratios --dataset "$DATASET" --out "$RUNS" --threads 1 --quiet \
-  --store "$RUNS/cells" --teacher "$JOINED" --ratios 0.1 --seeds 0,1,2 \
-  --models flowdistill --no-publish
-cp -n "$RUNS"/cells/flowdistill/r0.1/s*.json "$ROW/"
-ls "$ROW"
+bash "$(dirname "$0")/student_from_teacher.sh" "$DATASET" "$JOINED" flowdistill-crossfit-teacher

@@ -15,15 +15,5 @@ set -euo pipefail
 
 DATASET=${1:?dataset name (nyc-taxi-manhattan or nyc-bike-manhattan)}
 SEEDS=${2:-0 1 2}
-RUN=${RUN:-nice -n 10}
 MEAN=$(FLOWDISTILL_TEACHER_RECIPE=strict-decay bash "$(dirname "$0")/full_teachers.sh" "$DATASET" "$SEEDS" | tail -n 1)
-OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/$DATASET-strict
-ROW=docs/results/$DATASET/cells/flowdistill-strict-teacher/r0.1
-mkdir -p "$OUT/cells/flowdistill/r0.1" "$ROW"
-# a cell kept by an earlier session is reused (bench ratios skips a stored cell)
-for f in "$ROW"/s*.json; do [[ -e $f ]] && cp -n "$f" "$OUT/cells/flowdistill/r0.1/"; done
-$RUN flowdistill bench ratios --dataset "$DATASET" --out "$OUT" --threads 1 --quiet \
-  --store "$OUT/cells" --teacher "$MEAN" --ratios 0.1 --seeds "${SEEDS// /,}" \
-  --models flowdistill --no-publish
-cp -n "$OUT"/cells/flowdistill/r0.1/s*.json "$ROW/"
-ls "$ROW"
+bash "$(dirname "$0")/student_from_teacher.sh" "$DATASET" "$MEAN" flowdistill-strict-teacher "$SEEDS"

@@ -105,3 +105,35 @@ def test_cross_fit_recipe_tunes_each_fold_without_its_block(tmp_path):
     bad = subprocess.run(["bash", "scripts/full_crossfit.sh", "nyc-taxi-manhattan", "1"], cwd=ROOT,
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "FOLDS" in bad.stderr
+
+
+def _student_from_teacher(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RUN": "echo", "FLOWDISTILL_SWEEP_DIR": str(tmp_path / "runs"),
+           "FLOWDISTILL_RESULTS_DIR": str(tmp_path / "results")}
+    return subprocess.run(["bash", "scripts/student_from_teacher.sh", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+
+
+def test_student_from_a_teacher_file_trains_at_ten_percent_in_its_own_folder(tmp_path):
+    teacher = tmp_path / "t.npz"
+    teacher.write_bytes(b"")
+    kept = tmp_path / "results/nyc-taxi-manhattan/cells/flowdistill-2l-teacher/r0.1"
+    kept.mkdir(parents=True)
+    (kept / "s1.json").write_text("{}")  # a cell an earlier session kept is handed to the run
+    out = _student_from_teacher(tmp_path, "nyc-taxi-manhattan", str(teacher),
+                                "flowdistill-2l-teacher", "0 1")
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if "bench ratios" in x)
+    runs = tmp_path / "runs/nyc-taxi-manhattan-2l-teacher"
+    assert f"--out {runs} " in line and f"--teacher {teacher} " in line
+    assert "--ratios 0.1 --seeds 0,1 --models flowdistill --no-publish" in line
+    assert (runs / "cells/flowdistill/r0.1/s1.json").exists()
+
+
+def test_student_from_a_teacher_file_refuses_a_missing_file_and_a_bad_row(tmp_path):
+    out = _student_from_teacher(tmp_path, "nyc-taxi-manhattan", str(tmp_path / "no.npz"), "x")
+    assert out.returncode == 2 and "no teacher file" in out.stderr
+    (tmp_path / "t.npz").write_bytes(b"")
+    out = _student_from_teacher(tmp_path, "nyc-taxi-manhattan", str(tmp_path / "t.npz"), "../up")
+    assert out.returncode == 2 and "row name" in out.stderr
+    assert not (tmp_path / "runs").exists()
