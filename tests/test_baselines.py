@@ -216,6 +216,40 @@ def test_stsgcn_layer_matches_the_papers_window_by_window_computation() -> None:
     assert torch.allclose(got, want, atol=1e-5)
 
 
+def test_astgcn_matches_the_papers_convolutions_step_by_step() -> None:
+    # The block works channels last and writes its convolutions as products; the paper's form
+    # (Chebyshev graph convolution per step and order, then torch's 1×3 time and 1×1 residual
+    # convolutions, the final convolution over steps × filters) must give the same numbers.
+    from flowdistill.models.astgcn import ASTGCN
+
+    torch.manual_seed(0)
+    n, b = 3, 2
+    model = ASTGCN(ModelContext(num_regions=n, adjacency=PATH3))
+    with torch.no_grad():  # biases away from their initial zeros
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape))
+    x = torch.randn(b, 12, n, 2)
+    h = x.permute(0, 2, 3, 1)  # the paper's (B, N, F, T)
+    for blk in model.blocks:
+        f, t = h.shape[2], h.shape[3]
+        e = blk.tatt(h.transpose(2, 3))
+        x_hat = (h.reshape(b, n * f, t) @ e).reshape(b, n, f, t)
+        s = blk.satt(x_hat.transpose(2, 3))
+        g = torch.zeros(b, n, t, blk.theta.shape[-1])
+        for k in range(blk.cheb.shape[0]):
+            a = blk.cheb[k] * s  # (B, N, N): T_k ⊙ S
+            for step in range(t):
+                g[:, :, step] += (a.transpose(1, 2) @ h[..., step]) @ blk.theta[k]
+        conv = blk.time_conv(torch.relu(g).permute(0, 3, 1, 2))  # (B, F_time, N, T)
+        res = blk.res_conv(h.permute(0, 2, 1, 3))
+        h = blk.norm(torch.relu(conv + res).permute(0, 2, 3, 1)).transpose(2, 3)  # (B, N, F, T)
+    out = model.final(h.permute(0, 3, 1, 2))[..., 0]  # (B, H*C, N)
+    want = out.reshape(b, 12, 2, n).transpose(2, 3)
+    got = model(x, torch.zeros(b, 12, dtype=torch.long), torch.zeros(b, 12, dtype=torch.long))
+    assert got.shape == (b, 12, n, 2)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_random_features_approximate_softmax_attention() -> None:
     # BigST's linearised aggregation must approach exact softmax attention with many features.
     gen = torch.Generator().manual_seed(0)

@@ -45,9 +45,9 @@ class _TemporalAttention(nn.Module):
         nn.init.uniform_(self.U3, -0.1, 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, N, F, T) → E: (B, T, T), columns sum to one.
-        lhs = torch.einsum("bnft,n->btf", x, self.U1) @ self.U2  # (B, T, N)
-        rhs = torch.einsum("f,bnft->bnt", self.U3, x)  # (B, N, T)
+        # x: (B, N, T, F) → E: (B, T, T), columns sum to one.
+        lhs = torch.einsum("bntf,n->btf", x, self.U1) @ self.U2  # (B, T, N)
+        rhs = x @ self.U3  # (B, N, T)
         e = self.Ve @ torch.sigmoid(lhs @ rhs + self.be)
         return torch.softmax(e, dim=1)
 
@@ -66,9 +66,9 @@ class _SpatialAttention(nn.Module):
         nn.init.uniform_(self.W3, -0.1, 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, N, F, T) → S: (B, N, N), columns sum to one.
-        lhs = torch.einsum("bnft,t->bnf", x, self.W1) @ self.W2  # (B, N, T)
-        rhs = torch.einsum("f,bnft->btn", self.W3, x)  # (B, T, N)
+        # x: (B, N, T, F) → S: (B, N, N), columns sum to one.
+        lhs = torch.einsum("bntf,t->bnf", x, self.W1) @ self.W2  # (B, N, T)
+        rhs = (x @ self.W3).transpose(1, 2)  # (B, T, N)
         s = self.Vs @ torch.sigmoid(lhs @ rhs + self.bs)
         return torch.softmax(s, dim=1)
 
@@ -90,20 +90,25 @@ class _ASTBlock(nn.Module):
         self.norm = nn.LayerNorm(cfg.time_filters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, N, F, T)
-        b, n, f, t = x.shape
+        # x: (B, N, T, F), channels last: every product below is a plain matmul on it.
+        b, n, t, f = x.shape
         e = self.tatt(x)
-        x_hat = (x.reshape(b, n * f, t) @ e).reshape(b, n, f, t)
+        x_hat = e.transpose(1, 2).unsqueeze(1) @ x  # re-weighted over time, (B, N, T, F)
         s = self.satt(x_hat)
         # Σ_k (T_k ⊙ S)ᵀ x_t Θ_k for every step t (graph signal on the original input).
         adj = self.cheb.unsqueeze(0) * s.unsqueeze(1)  # (B, K, N, N)
         k = adj.shape[1]
-        y = adj.transpose(-1, -2) @ x.reshape(b, 1, n, f * t)  # (B, K, N, F*T)
-        y = y.reshape(b, k, n, f, t).permute(0, 2, 4, 1, 3).reshape(b, n, t, k * f)
-        g = torch.relu(y @ self.theta.reshape(k * f, -1)).transpose(2, 3)  # (B, N, F_cheb, T)
-        h = self.time_conv(g.permute(0, 2, 1, 3))  # (B, F_time, N, T)
-        h = torch.relu(h + self.res_conv(x.permute(0, 2, 1, 3)))
-        return self.norm(h.permute(0, 3, 2, 1)).permute(0, 2, 3, 1)  # (B, N, F_time, T)
+        y = adj.transpose(-1, -2) @ x.reshape(b, 1, n, t * f)  # (B, K, N, T*F)
+        y = y.reshape(b, k, n, t, f).permute(0, 2, 3, 1, 4).reshape(b, n, t, k * f)
+        g = torch.relu(y @ self.theta.reshape(k * f, -1))  # (B, N, T, F_cheb)
+        # The 1×3 time convolution as one product: the zero-padded steps t-1, t, t+1 side by side.
+        w = self.time_conv.weight  # (F_time, F_cheb, 1, taps)
+        taps, pad = w.shape[-1], w.shape[-1] // 2
+        gp = nn.functional.pad(g, (0, 0, pad, pad))
+        u = torch.cat([gp[:, :, j : j + t] for j in range(taps)], dim=-1)  # (B, N, T, taps·F_cheb)
+        h = u @ w[:, :, 0].permute(2, 1, 0).reshape(-1, w.shape[0]) + self.time_conv.bias
+        res = x @ self.res_conv.weight[:, :, 0, 0].t() + self.res_conv.bias
+        return self.norm(torch.relu(h + res))  # (B, N, T, F_time)
 
 
 class ASTGCN(nn.Module):
@@ -126,12 +131,13 @@ class ASTGCN(nn.Module):
         c = self.ctx
         check_input(x, c.num_regions, c.input_len, c.num_channels)
         b = x.shape[0]
-        h = x.permute(0, 2, 3, 1)  # (B, N, C, T)
+        h = x.transpose(1, 2)  # (B, N, T, C)
         for block in self.blocks:
             h = block(h)
-        out = self.final(h.permute(0, 3, 1, 2))  # (B, H*C, N, 1)
-        out = out[..., 0].reshape(b, c.output_len, c.num_channels, c.num_regions)
-        return out.permute(0, 1, 3, 2)
+        # The final 1×F convolution with the steps as channels: one product over (T, F).
+        w = self.final.weight  # (H*C, T, 1, F)
+        out = h.reshape(b, c.num_regions, -1) @ w.reshape(w.shape[0], -1).t() + self.final.bias
+        return out.reshape(b, c.num_regions, c.output_len, c.num_channels).transpose(1, 2)
 
 
 @register("astgcn", ASTGCNConfig, "ASTGCN (recent part): ST attention + Chebyshev GCN (Guo 2019)")
