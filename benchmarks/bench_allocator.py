@@ -4,7 +4,8 @@
         [--steps 6] [--rounds 2] [--json FILE]
 
 Each (model, setting) runs in a fresh process, one torch thread, on the nyc-taxi-manhattan graph
-(69 regions) with a batch of 80 random windows: forward, MAE, backward, Adam. The setting is the
+(69 regions) with a batch of 80 random windows: forward, MAE, backward, Adam; ``llm-teacher-L``
+is the LLM teacher with L blocks, one fine-tuning step on 16 real windows. The setting is the
 environment variable ``FLOWDISTILL_KEEP_FREED_MEMORY`` (0 = glibc's defaults) read by
 ``flowdistill.engine.allocator.retain_freed_memory``, which the engine calls; the worker calls it the
 same way. Reported: median seconds per step over the rounds, and minor page faults per step.
@@ -41,16 +42,20 @@ def worker(model_name: str, data_dir: str, steps: int) -> dict[str, float]:
     kept = retain_freed_memory()
     ds = load_dataset("nyc-taxi-manhattan", data_dir=data_dir)
     torch.manual_seed(0)
-    model = build_model(model_name, ModelContext(num_regions=ds.num_regions, adjacency=ds.adjacency))
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    x, y = torch.randn(80, 12, ds.num_regions, 2), torch.randn(80, 12, ds.num_regions, 2)
-    t = torch.zeros(80, 12, dtype=torch.long)
+    if model_name.startswith("llm-teacher"):
+        step = _teacher_step(ds, int(model_name.rsplit("-", 1)[-1]))
+    else:
+        ctx = ModelContext(num_regions=ds.num_regions, adjacency=ds.adjacency)
+        model = build_model(model_name, ctx)
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        x, y = torch.randn(80, 12, ds.num_regions, 2), torch.randn(80, 12, ds.num_regions, 2)
+        t = torch.zeros(80, 12, dtype=torch.long)
 
-    def step() -> None:
-        opt.zero_grad()
-        loss = (as_output(model(x, t, t)).pred - y).abs().mean()
-        loss.backward()
-        opt.step()
+        def step() -> None:
+            opt.zero_grad()
+            loss = (as_output(model(x, t, t)).pred - y).abs().mean()
+            loss.backward()
+            opt.step()
 
     for _ in range(2):  # warm-up: the first steps allocate everything once
         step()
@@ -61,6 +66,34 @@ def worker(model_name: str, data_dir: str, steps: int) -> dict[str, float]:
     seconds = (time.perf_counter() - t0) / steps
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
     return {"kept": kept, "step_s": seconds, "faults": faults}
+
+
+def _teacher_step(ds: object, layers: int) -> object:
+    """One fine-tuning step of the LLM teacher (SmolLM2 cut to ``layers`` blocks, city prompts,
+    16 real training windows at 10 %), as `teacher train` runs it: forward, MAE, backward, AdamW."""
+    import torch
+
+    from flowdistill.data import WindowConfig, Windows
+    from flowdistill.teacher.backbone import load_causal_lm, load_tokenizer, prepare_decoder
+    from flowdistill.teacher.model import TeacherConfig
+    from flowdistill.teacher.train import teacher_for
+
+    windows = Windows(ds, WindowConfig(train_ratio=0.1))
+    tok = load_tokenizer()
+    decoder, _ = prepare_decoder(load_causal_lm(), tok, layers)
+    model = teacher_for(windows, TeacherConfig(layers=layers), decoder=decoder, tokenizer=tok)
+    model.train()
+    data = windows.torch_dataset("train")
+    b = data.get_batch(data.ids[:16])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad()
+        pred = windows.scaler.inverse(model(b["x"], b["tod"], b["dow"], index=b["index"]))
+        (pred - b["y"]).abs().mean().backward()
+        opt.step()
+
+    return step
 
 
 def run(model: str, keep: bool, data_dir: str, steps: int) -> dict[str, float]:
@@ -95,7 +128,7 @@ def main() -> None:
             row[f"{tag}_faults"] = statistics.median(r["faults"] for r in got[keep])
         row["speedup"] = row["default_step_s"] / row["kept_step_s"]
         rows.append(row)
-    table = Table(title="training step, 1 thread, batch 80 (median over rounds)")
+    table = Table(title="training step, 1 thread, batch 80 (LLM teacher: 16), median over rounds")
     for col in ("model", "s / step, default", "s / step, kept", "speed-up",
                 "faults / step, default", "faults / step, kept"):
         table.add_column(col, justify="left" if col == "model" else "right")
