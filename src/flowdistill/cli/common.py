@@ -102,6 +102,9 @@ def set_threads(threads: int | None) -> int:
     """
     import torch
 
+    from flowdistill.engine.allocator import retain_freed_memory
+
+    retain_freed_memory()  # every command, not only those that train: latencies reuse memory too
     n = threads if threads and threads > 0 else free_cores()
     torch.set_num_threads(n)
     try:  # only possible before the first inter-op parallel work of the process

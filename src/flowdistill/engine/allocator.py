@@ -6,7 +6,8 @@ every step pays page faults to zero that memory again. Measured on one CPU threa
 69 regions, forward + backward + Adam): ASTGCN took 122,000 minor page faults per step (about
 0.5 GB zeroed) and 1.2–1.4× longer than with freed memory kept; ST-WA 1.3×; STSGCN, ST-MLP, STID
 and the student barely change (benchmarks/README.md). Peak memory is unchanged: the process keeps
-what it already needed once.
+what it already needed once. `Trainer` calls it (Python API users get it too), and so does every
+CLI command that sets its threads (`cli.common.set_threads`: the cost table's timings included).
 """
 
 from __future__ import annotations
