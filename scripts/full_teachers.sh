@@ -7,8 +7,9 @@
 # used), "wide-decay" (the same with the learning rate halved every 600 steps; docs/teacher.md) or
 # "strict-decay" (wide-decay, but tuned on the student's own 10 % of DATASET's slots, each window
 # drawn 8 times, + the other NYC dataset before validation: the strict variant, a teacher that saw
-# no target slot the 10 % student did not) or "wide-decay-2l" (wide-decay with the first two
-# blocks of the LLM instead of one: about twice the time per step; docs/teacher.md, "Depth").
+# no target slot the 10 % student did not) or "wide-decay-2l" / "strict-decay-2l" (the same with
+# the first two blocks of the LLM instead of one: about twice the time per step; docs/teacher.md,
+# "Depth").
 # Another recipe keeps its weights and files under its own name (DATASET-RECIPE-…).
 #
 # Each seed is the headline's wide LLM teacher (SmolLM2, 1 block, LoRA; tuned on DATASET's slots
@@ -36,7 +37,10 @@ case "$RECIPE" in
   wide-decay-2l) TAG="-decay-2l"; POOL=val; LAYERS=2; FLAGS=(--lr-decay 0.5 --lr-decay-every 3) ;;
   strict-decay) TAG="-strict-decay"; POOL=train
     FLAGS=(--lr-decay 0.5 --lr-decay-every 3 --target-repeat 8) ;;
-  *) echo "unknown teacher recipe $RECIPE (wide, wide-decay, wide-decay-2l or strict-decay)" >&2
+  strict-decay-2l) TAG="-strict-decay-2l"; POOL=train; LAYERS=2
+    FLAGS=(--lr-decay 0.5 --lr-decay-every 3 --target-repeat 8) ;;
+  *) echo "unknown teacher recipe $RECIPE (wide, wide-decay, wide-decay-2l, strict-decay or" \
+       "strict-decay-2l)" >&2
      exit 2 ;;
 esac
 KEEP=${FLOWDISTILL_TEACHER_KEEP:-assets/teachers/llm}

@@ -76,6 +76,19 @@ def test_two_block_recipe_is_the_decayed_wide_recipe_with_two_llm_blocks(tmp_pat
     assert f"nyc-bike-manhattan{tag}-s0 " in line
 
 
+def test_strict_two_block_recipe_is_the_strict_recipe_with_two_llm_blocks(tmp_path):
+    line = _fine_tune_command(tmp_path, "strict-decay-2l", "nyc-taxi-manhattan")
+    assert "--layers 2 " in line and "--pool train" in line and "--target-repeat 8" in line
+    assert "nyc-taxi-manhattan-strict-decay-2l-s0 " in line
+
+
+def test_full_strict_refuses_a_recipe_that_is_not_strict():
+    bad = subprocess.run(["bash", "scripts/full_strict.sh", "nyc-taxi-manhattan"], cwd=ROOT,
+                         capture_output=True, text=True,
+                         env={**os.environ, "FLOWDISTILL_TEACHER_RECIPE": "wide-decay"})
+    assert bad.returncode == 2 and "strict-decay or strict-decay-2l" in bad.stderr
+
+
 def test_sweep_ratios_can_be_narrowed_to_one_column():
     env = {**os.environ, "FLOWDISTILL_SWEEP_RATIOS": "0.1"}
     out = subprocess.run(["bash", "scripts/full_sweep.sh", "nyc-taxi-manhattan", "-", "list"],
