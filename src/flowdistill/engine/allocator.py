@@ -2,12 +2,14 @@
 
 Why: a training step frees and allocates the same large activation buffers batch after batch.
 By default glibc serves large blocks with fresh ``mmap`` pages and trims the heap's free top, so
-every step pays page faults to zero that memory again. Measured on one CPU thread (batch 80,
-69 regions, forward + backward + Adam): ASTGCN took 122,000 minor page faults per step (about
-0.5 GB zeroed) and 1.2–1.4× longer than with freed memory kept; ST-WA 1.3×; STSGCN, ST-MLP, STID
-and the student barely change (benchmarks/README.md). Peak memory is unchanged: the process keeps
-what it already needed once. `Trainer` calls it (Python API users get it too), and so does every
-CLI command that sets its threads (`cli.common.set_threads`: the cost table's timings included).
+every step pays page faults to zero that memory again. Measured on one CPU thread beside two
+sweep jobs (batch 80, 69 regions, forward + backward + Adam; `benchmarks/bench_allocator.py`):
+ASTGCN took about 120,000 minor page faults per step (about 0.5 GB zeroed) and its step is 1.33×
+faster with freed memory kept; ST-WA 1.19×, the student 1.15×, STID 1.12×, STSGCN and ST-MLP
+1.07×, the LLM teacher's fine-tuning step 1.13×; less on a quiet machine. Peak memory is unchanged:
+the process keeps what it already needed once. `Trainer` calls it (Python API users get it too),
+and so does every CLI command that sets its threads (`cli.common.set_threads`: the cost table's
+timings included).
 """
 
 from __future__ import annotations
