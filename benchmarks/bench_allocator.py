@@ -72,16 +72,13 @@ def _teacher_step(ds: object, layers: int) -> object:
     """One fine-tuning step of the LLM teacher (SmolLM2 cut to ``layers`` blocks, city prompts,
     16 real training windows at 10 %), as `teacher train` runs it: forward, MAE, backward, AdamW."""
     import torch
+    from bench_teacher import untrained_teacher  # this folder is on sys.path when run as a script
 
     from flowdistill.data import WindowConfig, Windows
-    from flowdistill.teacher.backbone import load_causal_lm, load_tokenizer, prepare_decoder
     from flowdistill.teacher.model import TeacherConfig
-    from flowdistill.teacher.train import teacher_for
 
     windows = Windows(ds, WindowConfig(train_ratio=0.1))
-    tok = load_tokenizer()
-    decoder, _ = prepare_decoder(load_causal_lm(), tok, layers)
-    model = teacher_for(windows, TeacherConfig(layers=layers), decoder=decoder, tokenizer=tok)
+    model = untrained_teacher(windows, TeacherConfig(layers=layers))
     model.train()
     data = windows.torch_dataset("train")
     b = data.get_batch(data.ids[:16])

@@ -27,14 +27,18 @@ from flowdistill.teacher.model import TeacherConfig
 from flowdistill.teacher.train import DataSpec, file_metrics, teacher_for
 
 
+def untrained_teacher(windows: Windows, cfg: TeacherConfig) -> torch.nn.Module:
+    """The LLM teacher as `teacher train` builds it (SmolLM2 cut to ``cfg.layers``), untrained."""
+    tok = load_tokenizer()
+    decoder, _ = prepare_decoder(load_causal_lm(), tok, cfg.layers)
+    return teacher_for(windows, cfg, decoder=decoder, tokenizer=tok)
+
+
 def speed(windows: Windows, layers: int, layout: str, batch: int, repeats: int,
           cache_prefix: bool = True) -> dict:
     """Seconds per inference batch and per training step (forward + backward + AdamW)."""
-    tok = load_tokenizer()
-    decoder, _ = prepare_decoder(load_causal_lm(), tok, layers)
-    model = teacher_for(windows, TeacherConfig(layers=layers, layout=layout,
-                                               cache_prefix=cache_prefix),
-                        decoder=decoder, tokenizer=tok)
+    model = untrained_teacher(windows, TeacherConfig(layers=layers, layout=layout,
+                                                     cache_prefix=cache_prefix))
     data = windows.torch_dataset("train")
     b = data.get_batch(data.ids[:batch])
     tokens = model.tokenize(b["index"].tolist()).ids.shape

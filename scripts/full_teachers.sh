@@ -30,19 +30,21 @@ case "$DATASET" in
   *) echo "no teacher recipe for $DATASET (nyc-taxi-manhattan or nyc-bike-manhattan)" >&2; exit 2 ;;
 esac
 RECIPE=${FLOWDISTILL_TEACHER_RECIPE:-wide}
-LAYERS=1
+# A decayed recipe with the suffix -2l is the same recipe with two LLM blocks, under its own name.
 case "$RECIPE" in
+  *-decay-2l) BASE=${RECIPE%-2l}; LAYERS=2; SUFFIX=-2l ;;
+  *) BASE=$RECIPE; LAYERS=1; SUFFIX="" ;;
+esac
+case "$BASE" in
   wide) TAG=""; POOL=val; FLAGS=() ;;
   wide-decay) TAG="-decay"; POOL=val; FLAGS=(--lr-decay 0.5 --lr-decay-every 3) ;;
-  wide-decay-2l) TAG="-decay-2l"; POOL=val; LAYERS=2; FLAGS=(--lr-decay 0.5 --lr-decay-every 3) ;;
   strict-decay) TAG="-strict-decay"; POOL=train
-    FLAGS=(--lr-decay 0.5 --lr-decay-every 3 --target-repeat 8) ;;
-  strict-decay-2l) TAG="-strict-decay-2l"; POOL=train; LAYERS=2
     FLAGS=(--lr-decay 0.5 --lr-decay-every 3 --target-repeat 8) ;;
   *) echo "unknown teacher recipe $RECIPE (wide, wide-decay, wide-decay-2l, strict-decay or" \
        "strict-decay-2l)" >&2
      exit 2 ;;
 esac
+TAG=$TAG$SUFFIX
 KEEP=${FLOWDISTILL_TEACHER_KEEP:-assets/teachers/llm}
 OUT=${FLOWDISTILL_SWEEP_DIR:-runs/full}/teachers
 RUN=${RUN:-nice -n 10}

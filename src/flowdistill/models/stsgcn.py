@@ -64,7 +64,7 @@ class _STSGCL(nn.Module):
     def __init__(self, adj_local: torch.Tensor, N: int, T: int, d: int, cfg: STSGCNConfig) -> None:
         super().__init__()
         s = cfg.window
-        self.N, self.win = N, s
+        self.win = s
         self.num_windows = T - s + 1
 
         def blk(i: int, j: int) -> torch.Tensor:
