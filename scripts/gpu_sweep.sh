@@ -5,6 +5,7 @@
 # with the logs into $OUT/cells.tgz: `tar -xzf cells.tgz docs` here adds them (each names the GPU).
 #
 #   REV=$(git rev-parse --short HEAD) bash scripts/gpu_sweep.sh
+#   PLAN=plan.txt REV=... bash scripts/gpu_sweep.sh  # lines "nyc-bike-manhattan astgcn 1 0.3,0.4"
 #   DEV=cpu SEEDS=0 RATIOS=0.2 GROUPS_=bigst EXTRA="--epochs 1" bash scripts/gpu_sweep.sh  # dry run
 #
 # On the lent GPU machine the data does not travel with ../shared: copy the two datasets into an
@@ -24,12 +25,17 @@ nvidia-smi -L 2>/dev/null; nproc
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 python3 -c "import flowdistill.cli" || exit 4
 mkdir -p $O /tmp/logs; touch /tmp/started; date +%T
-for D in $DATASETS; do for G in $GROUPS_; do for S in $SEEDS; do
-  n=$D-${G%%,*}-s$S
+# PLAN: a file of "DATASET GROUP SEED RATIOS" lines, one process each, for cells that differ per
+# process; without it, every DATASETS x GROUPS_ x SEEDS process runs RATIOS.
+plan(){ if [ -n "${PLAN:-}" ]; then cat "$PLAN"; else
+  for D in $DATASETS; do for G in $GROUPS_; do for S in $SEEDS; do echo "$D $G $S $RATIOS"; done; done; done; fi; }
+while read -r D G S R; do
+  [ -z "$D" ] && continue
+  n=$D-${G%%,*}-s$S-r${R%%,*}
   timeout $T python3 -m flowdistill bench ratios --dataset $D --out /tmp/w/$n --threads 1 --quiet \
-    --store docs/results/$D/cells --ratios $RATIOS --seeds $S --models $G --no-publish --device $DEV $EXTRA \
-    > /tmp/logs/$n.log 2>&1 &
-done; done; done
+    --store docs/results/$D/cells --ratios $R --seeds $S --models $G --no-publish --device $DEV $EXTRA \
+    < /dev/null > /tmp/logs/$n.log 2>&1 &
+done < <(plan)  # not a pipe: the processes must stay children of this shell for `wait`
 sleep 20; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait; date +%T
 find docs/results -path "*/cells/*" -name "*.json" -newer /tmp/started | sort > /tmp/new

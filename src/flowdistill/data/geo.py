@@ -6,9 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import shapefile  # pyshp
-from shapely.geometry import shape
-from shapely.strtree import STRtree
 
 from flowdistill.data.errors import DataError
 
@@ -44,6 +41,8 @@ class Zones:
 
     def contiguity(self, tolerance: float = 0.0) -> np.ndarray:
         """0/1 matrix: 1 where two polygons touch or lie within ``tolerance`` (diagonal 0)."""
+        from shapely.strtree import STRtree  # geo libraries load only when polygons are used
+
         n = len(self.geometries)
         adj = np.zeros((n, n), dtype=np.float32)
         tree = STRtree(self.geometries)
@@ -61,6 +60,9 @@ NYC_ZONE_ALIASES = {"57": "56", "104": "103", "105": "103"}
 
 def read_zones(path: str | Path, id_field: str, name_field: str) -> Zones:
     """Read polygons from a ``.shp`` (with its ``.dbf``/``.shx``), merging repeated ids."""
+    import shapefile  # pyshp; loaded here so commands that never read polygons do not need it
+    from shapely.geometry import shape
+
     path = Path(path)
     if not path.exists():
         raise DataError(path, "shapefile not found")
