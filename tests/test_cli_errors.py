@@ -419,6 +419,41 @@ def test_check_teacher_trains_both_and_keeps_the_lower_validation(capsys, tmp_pa
     assert json.loads((out / "choice.json").read_text())["kept"] in ("with-teacher", "no-teacher")
 
 
+def test_distill_defaults_to_the_3pct_switch_and_end_is_the_paper_reading(capsys, tmp_path, syn):
+    """`distill` switches the teacher off once the student validates 3 % below it (the default
+    chosen by the sweeps); --teacher-until end is the paper's reading; the control has no switch;
+    a teacher file without validation windows falls back to the paper's reading, said so."""
+    full = _teacher(syn, 0.6, "all", tmp_path / "all.npz")
+    common = ["--dataset", syn, "--set", "k_r=2", *TINY]
+
+    def distilled(name: str, *args: object) -> tuple[dict, str]:
+        code, text, err = cli(capsys, "distill", "--out", tmp_path / name, *args, *common)
+        assert code == 0, err
+        return json.loads((tmp_path / name / "metrics.json").read_text()), text + " ".join(err)
+
+    run, _ = distilled("default", "--teacher", full)
+    assert run["config"]["run"]["distill"]["teacher_until"] == "outgrown"
+    assert run["config"]["run"]["distill"]["teacher_margin"] == 0.03
+    t_val = run["teacher"]["val"]["mae"]
+    assert run["teacher"]["switch_below"] == pytest.approx(t_val * 0.97)
+    assert all("teacher_on" in row for row in run["fit"]["history"])
+    run, _ = distilled("paper", "--teacher", full, "--teacher-until", "end")
+    assert run["config"]["run"]["distill"]["teacher_until"] == "end"
+    assert "switch_below" not in run["teacher"]
+    run, _ = distilled("margin", "--teacher", full, "--teacher-margin", "0.1")
+    assert run["teacher"]["switch_below"] == pytest.approx(t_val * 0.9)
+    run, _ = distilled("alone", "--no-teacher")
+    assert run["config"]["run"]["distill"]["teacher_until"] == "end"
+    train_only = _teacher(syn, 0.6, "train", tmp_path / "train.npz")
+    run, said = distilled("train-only", "--teacher", train_only)
+    assert run["config"]["run"]["distill"]["teacher_until"] == "end"
+    assert "covers no validation window" in " ".join(said.split())
+    code, _, err = cli(capsys, "distill", "--teacher", full, "--teacher-until", "never", "--out",
+                       tmp_path / "bad", *common)
+    assert_usage_error(code, err, "--teacher-until", "outgrown", "end")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_gated_student_is_told_when_its_teacher_was_switched_off():
     from flowdistill.cli.training import outgrown_teacher
 

@@ -25,7 +25,11 @@ from flowdistill.cli.common import (
     set_threads,
 )
 from flowdistill.engine.trainer import TrainConfig
-from flowdistill.losses.distill import DistillConfig
+from flowdistill.losses.distill import TEACHER_UNTIL, DistillConfig
+
+# `distill`'s default margin: the teacher is switched off once the student validates 3 % below it
+# (measured over three seeds on both NYC datasets: docs/design-decisions.md, "Three seeds on taxi")
+DISTILL_MARGIN = 0.03
 
 OutOpt = Annotated[
     Path, typer.Option("--out", help="Output folder (metrics.json, checkpoints); must not hold a "
@@ -108,7 +112,8 @@ def _check_teacher(spec: Any, out_dir: Path, threads: int | None) -> None:
     from flowdistill.experiments.common import spec_differences
     from flowdistill.experiments.runs import run
 
-    control = replace(spec, teacher=None, distill=spec.distill.without_teacher())
+    control = replace(spec, teacher=None, distill=replace(spec.distill.without_teacher(),
+                                                            teacher_until="end", teacher_margin=0.0))
     runs = {"with-teacher": spec, "no-teacher": control}
     choice = out_dir / "choice.json"
     if choice.exists() and not spec.force:
@@ -262,13 +267,32 @@ def register(app: typer.Typer) -> None:
                          "(OUT/choice.json): a teacher helps only where it knows more than the "
                          "student."),
         ] = False,
+        teacher_until: Annotated[
+            str | None,
+            typer.Option("--teacher-until", help="outgrown (default): switch the teacher off "
+                         "once an epoch validates --teacher-margin below it; end: the paper's "
+                         "reading, the teacher in every epoch (docs/design-decisions.md)."),
+        ] = None,
+        teacher_margin: Annotated[
+            float, typer.Option("--teacher-margin", min=0.0, max=0.99,
+                                help="How far below the teacher's validation MAE (a fraction) "
+                                "the student must validate before its teacher is switched off."),
+        ] = DISTILL_MARGIN,
     ) -> None:
         """Distil a teacher file into the FlowDistill student; writes OUT/metrics.json."""
-        from flowdistill.experiments.runs import RunSpec, run
+        from flowdistill.experiments.runs import RunSpec, run, teacher_val_known
 
         loss_sets, model_sets = split_sets(parse_sets(sets), "flowdistill")
+        if teacher_until is not None and teacher_until not in TEACHER_UNTIL:
+            raise typer.BadParameter(f"--teacher-until must be one of {', '.join(TEACHER_UNTIL)}, "
+                                     f"got {teacher_until!r}")
+        # the product default is the 3 % switch; the paper's reading is --teacher-until end
+        chosen = teacher_until is not None or "teacher_until" in loss_sets
+        until = teacher_until or "outgrown"
         cfg = replace(
-            DistillConfig(), **loss_sets, use_tbl=not no_tbl, use_ib=not no_ib,
+            DistillConfig(teacher_until=until,
+                          teacher_margin=teacher_margin if until == "outgrown" else 0.0),
+            **loss_sets, use_tbl=not no_tbl, use_ib=not no_ib,
             use_spatial=not no_spatial, use_temporal=not no_temporal,
         )
         if no_teacher and teacher is not None:
@@ -276,8 +300,8 @@ def register(app: typer.Typer) -> None:
         if check_teacher and (no_teacher or teacher is None):
             raise typer.BadParameter("--check-teacher compares a --teacher FILE with the control; "
                                      "it needs --teacher and not --no-teacher")
-        if no_teacher:
-            cfg = cfg.without_teacher()
+        if no_teacher:  # the control: no teacher, so nothing to switch off
+            cfg = replace(cfg.without_teacher(), teacher_until="end", teacher_margin=0.0)
         elif teacher is None:
             raise typer.BadParameter("needs --teacher FILE (or --no-teacher for the control run)")
         spec = RunSpec(
@@ -288,11 +312,19 @@ def register(app: typer.Typer) -> None:
             train=_train_config(epochs, patience, device, quiet, batch_size, lr), resume=resume,
             force=force,
         )
+        note = ""
+        if not chosen and cfg.teacher_until == "outgrown" and not teacher_val_known(spec):
+            note = ("the teacher file covers no validation window, so the switch could not compare "
+                    "the student with it: the teacher stayed on in every epoch (--teacher-until "
+                    "end); predict the teacher with --splits train,val,test to enable it")
+            spec = replace(spec, distill=replace(cfg, teacher_until="end", teacher_margin=0.0))
         if check_teacher:
             _check_teacher(spec, out_dir, threads)
-            return
-        _start(spec, out_dir, threads)
-        _report(run(spec, out_dir), out_dir)
+        else:
+            _start(spec, out_dir, threads)
+            _report(run(spec, out_dir), out_dir)
+        if note:
+            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
 
     @app.command("models")
     def models() -> None:

@@ -151,6 +151,18 @@ def teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold,
     return {"mae": m["mae"], "rmse": m["rmse"]}
 
 
+def teacher_val_known(spec: RunSpec) -> bool:
+    """Whether the switch ``teacher_until="outgrown"`` can read ``spec.teacher``'s validation MAE:
+    its file covers the validation windows, or (slimmed) carries the score measured before."""
+    if spec.teacher is None:
+        return False
+    teacher = TeacherPredictions.load(spec.teacher)
+    if teacher.meta.get("scores", {}).get("val"):
+        return True
+    windows = Windows(cached_dataset(spec), WindowConfig(train_ratio=spec.train_ratio))
+    return bool(np.isin(windows.ids("val"), teacher.window_ids).all())
+
+
 # Files a run writes into OUT besides metrics.json (written last: it marks a finished run).
 RUN_OUTPUTS = ("model.pt", "model.json", "model-graph.npy", "gnn-teacher")
 
