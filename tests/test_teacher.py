@@ -610,6 +610,20 @@ def test_slimmed_teacher_file_keeps_training_rows_and_scores(windows, tmp_path):
     assert path.stat().st_size < full.stat().st_size
 
 
+def test_teacher_index_reads_ids_and_meta_and_tells_coverage(windows, tmp_path):
+    """`load_index` (the distill CLI's check before a run) agrees with a full load; `covers`
+    is true only when every asked window has a forecast."""
+    train, val = windows.ids("train"), windows.ids("val")
+    tp = TeacherPredictions.create(windows, train, windows.targets(train), model="x")
+    path = tp.save(tmp_path / "t.npz")
+    ids, meta = TeacherPredictions.load_index(path)
+    assert np.array_equal(ids, train) and meta == TeacherPredictions.load(path).meta
+    assert tp.covers(train[:3]) and not tp.covers(val) and not tp.covers(np.r_[train[0], val[0]])
+    np.savez(tmp_path / "bad.npz", window_ids=train)
+    with pytest.raises(DataError, match="missing"):
+        TeacherPredictions.load_index(tmp_path / "bad.npz")
+
+
 def test_ensemble_is_the_window_by_window_mean(windows):
     ids = windows.all_ids
     truth = windows.targets(ids)

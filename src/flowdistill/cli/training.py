@@ -105,6 +105,12 @@ def _report(result: dict[str, Any], out_dir: Path) -> None:
         console.print(f"[yellow]note:[/] {hint}", soft_wrap=True)
 
 
+def control_config(cfg: DistillConfig) -> DistillConfig:
+    """The no-teacher control's losses: no teacher, so no switch to record (the experiments'
+    ``DistillConfig.without_teacher`` keeps the switch fields, which their cells are keyed by)."""
+    return replace(cfg.without_teacher(), teacher_until="end", teacher_margin=0.0)
+
+
 def _check_teacher(spec: Any, out_dir: Path, threads: int | None) -> None:
     """The student with its teacher and without, on the same split and seed; the one with the
     lower validation MAE is named in OUT/choice.json (never chosen by the test windows)."""
@@ -112,8 +118,7 @@ def _check_teacher(spec: Any, out_dir: Path, threads: int | None) -> None:
     from flowdistill.experiments.common import spec_differences
     from flowdistill.experiments.runs import run
 
-    control = replace(spec, teacher=None, distill=replace(spec.distill.without_teacher(),
-                                                            teacher_until="end", teacher_margin=0.0))
+    control = replace(spec, teacher=None, distill=control_config(spec.distill))
     runs = {"with-teacher": spec, "no-teacher": control}
     choice = out_dir / "choice.json"
     if choice.exists() and not spec.force:
@@ -301,7 +306,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--check-teacher compares a --teacher FILE with the control; "
                                      "it needs --teacher and not --no-teacher")
         if no_teacher:  # the control: no teacher, so nothing to switch off
-            cfg = replace(cfg.without_teacher(), teacher_until="end", teacher_margin=0.0)
+            cfg = control_config(cfg)
         elif teacher is None:
             raise typer.BadParameter("needs --teacher FILE (or --no-teacher for the control run)")
         spec = RunSpec(

@@ -29,7 +29,7 @@ from flowdistill.engine.trainer import TrainConfig, Trainer, atomic_torch_save, 
 from flowdistill.losses.distill import DistillConfig, DistillObjective
 from flowdistill.metrics import evaluate as evaluate_metrics
 from flowdistill.models.base import ModelContext, build_model, count_parameters, model_config
-from flowdistill.teacher.file import TeacherPredictions
+from flowdistill.teacher.file import TeacherPredictions, covers
 
 # Knowledge-distillation baselines: their module provides TEACHER_MODEL and make_objective().
 KD_BASELINES = {"easyst": "flowdistill.models.easyst", "stmlp": "flowdistill.models.stmlp"}
@@ -144,7 +144,7 @@ def teacher_scores(teacher: TeacherPredictions, windows: Windows, threshold,
     ids = windows.ids(split)
     if first:  # the engine's quick validation scores only the first batches
         ids = ids[:first]
-    if not np.isin(ids, teacher.window_ids).all():
+    if not teacher.covers(ids):
         return {}
     lookup = teacher.aligned(windows, splits=())
     m = evaluate_metrics(lookup.get(ids), windows.targets(ids), threshold)
@@ -156,11 +156,11 @@ def teacher_val_known(spec: RunSpec) -> bool:
     its file covers the validation windows, or (slimmed) carries the score measured before."""
     if spec.teacher is None:
         return False
-    teacher = TeacherPredictions.load(spec.teacher)
-    if teacher.meta.get("scores", {}).get("val"):
+    ids, meta = TeacherPredictions.load_index(spec.teacher)
+    if meta.get("scores", {}).get("val"):
         return True
     windows = Windows(cached_dataset(spec), WindowConfig(train_ratio=spec.train_ratio))
-    return bool(np.isin(windows.ids("val"), teacher.window_ids).all())
+    return covers(ids, windows.ids("val"))
 
 
 # Files a run writes into OUT besides metrics.json (written last: it marks a finished run).

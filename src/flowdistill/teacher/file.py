@@ -107,24 +107,43 @@ class TeacherPredictions:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TeacherPredictions:
+        ids, meta, preds = cls._read(path, with_preds=True)
+        out = cls(ids, preds, meta)
+        out._check_shape(str(path))
+        return out
+
+    @classmethod
+    def load_index(cls, path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+        """The window ids and metadata, the forecasts left on disk: which windows a file covers
+        and what it says of itself, without reading a file of a hundred megabytes."""
+        ids, meta, _ = cls._read(path, with_preds=False)
+        return ids, meta
+
+    @staticmethod
+    def _read(path: str | os.PathLike[str], with_preds: bool
+              ) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
         path = Path(path)
         if not path.exists():
             raise DataError(path, "teacher file not found")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(path, allow_pickle=False) as z:  # npz members are read one by one
                 missing = {"window_ids", "preds", "meta"} - set(z.files)
                 if missing:
                     raise DataError(path, f"not a teacher file: missing {sorted(missing)}")
-                out = cls(z["window_ids"].astype(np.int64), z["preds"].astype(np.float32),
-                          json.loads(str(z["meta"])))
+                ids = z["window_ids"].astype(np.int64)
+                meta = json.loads(str(z["meta"]))
+                preds = z["preds"].astype(np.float32) if with_preds else np.empty((0,), np.float32)
         except DataError:
             raise
         except Exception as exc:
             raise DataError(path, f"cannot read teacher file: {exc}") from exc
-        if out.meta.get("format") != FORMAT:
+        if meta.get("format") != FORMAT:
             raise DataError(path, "not a FlowDistill teacher file (format tag missing)")
-        out._check_shape(str(path))
-        return out
+        return ids, meta, preds
+
+    def covers(self, ids: np.ndarray) -> bool:
+        """Whether the file has a forecast for every one of these windows."""
+        return covers(self.window_ids, ids)
 
     def subset(self, ids: np.ndarray, **meta: Any) -> TeacherPredictions:
         """Only the rows of these windows (e.g. a small file with just the training windows)."""
@@ -263,3 +282,8 @@ class TeacherPredictions:
             f"{len(ids)} have no prediction (first: {missing[:3].tolist()}); predict them with "
             f"`flowdistill teacher predict --splits all` or a file made at this ratio"
         )
+
+
+def covers(have: np.ndarray, ids: np.ndarray) -> bool:
+    """Whether the window ids ``have`` include every one of ``ids``."""
+    return bool(np.isin(ids, have).all())
